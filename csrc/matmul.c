@@ -1,0 +1,386 @@
+/* matmul.c: fp32 GEMM, out[M, N] = x[M, K] @ w[N, K]^T.
+ *
+ * Weights are repacked once into column panels of NR = 16 outputs laid out
+ * [K][16], so a micro-kernel streams one panel with unit stride while it
+ * keeps an MR x 16 block of the output in registers (6 x 16 in twelve ymm
+ * registers for AVX2, 12 x 16 in twelve zmm for AVX-512). The K dimension is
+ * cut into KC-blocks so the MR rows of x stay in L1 while the panels of a
+ * chunk stay in L2. Threads split the output panels: every thread writes its
+ * own columns, so the result does not depend on the thread count.
+ *
+ * The SIMD kernels carry target attributes and are chosen at run time
+ * (ecm_simd_level_get), so the default build runs on any x86-64.
+ */
+#include "ecm.h"
+
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define ECM_X86 1
+#endif
+
+#define NR ECM_NR
+#define KC 256
+#define PANELS_PER_CHUNK 16 /* 256 output columns: KC x 256 x 4 B = 256 KiB in L2 */
+
+size_t ecm_packed_floats(int N, int K) {
+    return (size_t)((N + NR - 1) / NR) * (size_t)K * NR;
+}
+
+size_t ecm_matmul_work_floats(int N, int K) { return ecm_packed_floats(N, K); }
+
+/* Pack rows n0..n0+NR of w into one panel [K][NR], zero-padding past N. */
+static void pack_panel_f32(float *dst, const float *w, int ldw, int transposed, int n0, int N, int K) {
+    int nr = N - n0 < NR ? N - n0 : NR;
+    if (transposed) { /* w is [K, N] (row stride ldw): a panel row is contiguous */
+        for (int k = 0; k < K; k++) {
+            const float *src = w + (size_t)k * ldw + n0;
+            float *d = dst + (size_t)k * NR;
+            memcpy(d, src, (size_t)nr * sizeof(float));
+            if (nr < NR) memset(d + nr, 0, (size_t)(NR - nr) * sizeof(float));
+        }
+        return;
+    }
+    if (nr < NR) memset(dst, 0, (size_t)K * NR * sizeof(float));
+    for (int j = 0; j < nr; j++) {
+        const float *src = w + (size_t)(n0 + j) * ldw;
+        for (int k = 0; k < K; k++) dst[(size_t)k * NR + j] = src[k];
+    }
+}
+
+ecm_status ecm_pack_weights(ecm_packed *dst, float *storage, const void *w, ecm_dtype t, int N, int K,
+                            int transposed) {
+    if (N <= 0 || K <= 0) return ecm_fail(ECM_ERR_VALUE, "weight sizes must be positive, got [%d, %d]", N, K);
+    dst->N = N;
+    dst->K = K;
+    dst->data = storage;
+    int n_panels = (N + NR - 1) / NR;
+    if (t == ECM_DTYPE_F32) {
+#pragma omp parallel for schedule(static) if (n_panels > 1 && !ecm_in_parallel())
+        for (int p = 0; p < n_panels; p++)
+            pack_panel_f32(storage + (size_t)p * K * NR, (const float *)w, transposed ? N : K, transposed,
+                           p * NR, N, K);
+        return ECM_OK;
+    }
+    if (t != ECM_DTYPE_F16 && t != ECM_DTYPE_BF16 && t != ECM_DTYPE_F64)
+        return ecm_fail(ECM_ERR_VALUE, "cannot pack weights of dtype %s", ecm_dtype_name(t));
+    /* Convert panel by panel through a row buffer; no full fp32 copy. */
+    size_t es = ecm_dtype_size(t);
+    int status = ECM_OK;
+#pragma omp parallel
+    {
+        float *row = ecm_alloc((size_t)(transposed ? N : K) * sizeof(float));
+        if (!row) {
+#pragma omp atomic write
+            status = ECM_ERR_NOMEM;
+        }
+#pragma omp for schedule(static)
+        for (int p = 0; p < n_panels; p++) {
+            if (!row) continue;
+            float *d = storage + (size_t)p * K * NR;
+            int n0 = p * NR, nr = N - n0 < NR ? N - n0 : NR;
+            memset(d, 0, (size_t)K * NR * sizeof(float));
+            if (transposed) {
+                for (int k = 0; k < K; k++) {
+                    ecm_convert_to_f32(row, (const uint8_t *)w + ((size_t)k * N + n0) * es, t, (size_t)nr);
+                    memcpy(d + (size_t)k * NR, row, (size_t)nr * sizeof(float));
+                }
+            } else {
+                for (int j = 0; j < nr; j++) {
+                    ecm_convert_to_f32(row, (const uint8_t *)w + (size_t)(n0 + j) * K * es, t, (size_t)K);
+                    for (int k = 0; k < K; k++) d[(size_t)k * NR + j] = row[k];
+                }
+            }
+        }
+        ecm_free(row);
+    }
+    if (status != ECM_OK) return ecm_fail(ECM_ERR_NOMEM, "out of memory packing weights");
+    return ECM_OK;
+}
+
+/* ------------------------------------------------------------ micro-kernels
+ * uk(mr, kc, a, lda, b, c, ldc, nr, add, bias):
+ *   c[0:mr, 0:nr] (=|+=) a[0:mr, 0:kc] @ b[0:kc, 0:NR] (+ bias[0:nr])
+ * a: rows of x (stride lda); b: a panel slice [kc][NR]; add selects += . */
+typedef void (*ukernel_fn)(int mr, int kc, const float *a, int lda, const float *b, float *c, int ldc,
+                           int nr, int add, const float *bias);
+
+static void store_tile(float *c, int ldc, const float *tile, int mr, int nr, int add, const float *bias) {
+    for (int i = 0; i < mr; i++) {
+        float *ci = c + (size_t)i * ldc;
+        const float *ti = tile + i * NR;
+        if (add)
+            for (int j = 0; j < nr; j++) ci[j] += ti[j] + (bias ? bias[j] : 0.0f);
+        else
+            for (int j = 0; j < nr; j++) ci[j] = ti[j] + (bias ? bias[j] : 0.0f);
+    }
+}
+
+static void uk_scalar(int mr, int kc, const float *a, int lda, const float *b, float *c, int ldc, int nr,
+                      int add, const float *bias) {
+    float tile[12 * NR];
+    memset(tile, 0, sizeof tile);
+    for (int i = 0; i < mr; i++) {
+        const float *ai = a + (size_t)i * lda;
+        float *ti = tile + i * NR;
+        for (int k = 0; k < kc; k++) {
+            float av = ai[k];
+            const float *bk = b + (size_t)k * NR;
+            for (int j = 0; j < NR; j++) ti[j] += av * bk[j];
+        }
+    }
+    store_tile(c, ldc, tile, mr, nr, add, bias);
+}
+
+#ifdef ECM_X86
+#define AVX2_ATTR __attribute__((target("avx2,fma,f16c")))
+#define AVX512_ATTR __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
+
+/* MR rows x 16 columns in 2*MR ymm accumulators. */
+static inline __attribute__((always_inline)) AVX2_ATTR void uk_avx2_body(const int MR, int kc, const float *a,
+                                                                           int lda, const float *b, float *c,
+                                                                           int ldc, int nr, int add,
+                                                                           const float *bias) {
+    __m256 acc0[6], acc1[6];
+    for (int i = 0; i < MR; i++) acc0[i] = acc1[i] = _mm256_setzero_ps();
+    for (int k = 0; k < kc; k++) {
+        __m256 b0 = _mm256_load_ps(b + (size_t)k * NR);
+        __m256 b1 = _mm256_load_ps(b + (size_t)k * NR + 8);
+        for (int i = 0; i < MR; i++) {
+            __m256 av = _mm256_broadcast_ss(a + (size_t)i * lda + k);
+            acc0[i] = _mm256_fmadd_ps(av, b0, acc0[i]);
+            acc1[i] = _mm256_fmadd_ps(av, b1, acc1[i]);
+        }
+    }
+    if (nr == NR) {
+        __m256 bb0 = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
+        __m256 bb1 = bias ? _mm256_loadu_ps(bias + 8) : _mm256_setzero_ps();
+        for (int i = 0; i < MR; i++) {
+            float *ci = c + (size_t)i * ldc;
+            __m256 r0 = _mm256_add_ps(acc0[i], bb0), r1 = _mm256_add_ps(acc1[i], bb1);
+            if (add) {
+                r0 = _mm256_add_ps(r0, _mm256_loadu_ps(ci));
+                r1 = _mm256_add_ps(r1, _mm256_loadu_ps(ci + 8));
+            }
+            _mm256_storeu_ps(ci, r0);
+            _mm256_storeu_ps(ci + 8, r1);
+        }
+        return;
+    }
+    float tile[6 * NR];
+    for (int i = 0; i < MR; i++) {
+        _mm256_storeu_ps(tile + i * NR, acc0[i]);
+        _mm256_storeu_ps(tile + i * NR + 8, acc1[i]);
+    }
+    store_tile(c, ldc, tile, MR, nr, add, bias);
+}
+
+/* One row: four k-steps in flight so the FMA chains do not wait on latency. */
+static AVX2_ATTR void uk_avx2_row(int kc, const float *a, const float *b, float *c, int nr, int add,
+                                  const float *bias) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
+    int k = 0;
+    for (; k + 4 <= kc; k += 4) {
+        const float *bk = b + (size_t)k * NR;
+        __m256 a0 = _mm256_broadcast_ss(a + k), a1 = _mm256_broadcast_ss(a + k + 1);
+        __m256 a2 = _mm256_broadcast_ss(a + k + 2), a3 = _mm256_broadcast_ss(a + k + 3);
+        s0 = _mm256_fmadd_ps(a0, _mm256_load_ps(bk), s0);
+        s1 = _mm256_fmadd_ps(a0, _mm256_load_ps(bk + 8), s1);
+        s2 = _mm256_fmadd_ps(a1, _mm256_load_ps(bk + 16), s2);
+        s3 = _mm256_fmadd_ps(a1, _mm256_load_ps(bk + 24), s3);
+        s4 = _mm256_fmadd_ps(a2, _mm256_load_ps(bk + 32), s4);
+        s5 = _mm256_fmadd_ps(a2, _mm256_load_ps(bk + 40), s5);
+        s6 = _mm256_fmadd_ps(a3, _mm256_load_ps(bk + 48), s6);
+        s7 = _mm256_fmadd_ps(a3, _mm256_load_ps(bk + 56), s7);
+    }
+    for (; k < kc; k++) {
+        const float *bk = b + (size_t)k * NR;
+        __m256 a0 = _mm256_broadcast_ss(a + k);
+        s0 = _mm256_fmadd_ps(a0, _mm256_load_ps(bk), s0);
+        s1 = _mm256_fmadd_ps(a0, _mm256_load_ps(bk + 8), s1);
+    }
+    s0 = _mm256_add_ps(_mm256_add_ps(s0, s2), _mm256_add_ps(s4, s6));
+    s1 = _mm256_add_ps(_mm256_add_ps(s1, s3), _mm256_add_ps(s5, s7));
+    float tile[NR];
+    _mm256_storeu_ps(tile, s0);
+    _mm256_storeu_ps(tile + 8, s1);
+    store_tile(c, 0, tile, 1, nr, add, bias);
+}
+
+static AVX2_ATTR void uk_avx2(int mr, int kc, const float *a, int lda, const float *b, float *c, int ldc,
+                              int nr, int add, const float *bias) {
+    switch (mr) {
+    case 6: uk_avx2_body(6, kc, a, lda, b, c, ldc, nr, add, bias); break;
+    case 5: uk_avx2_body(5, kc, a, lda, b, c, ldc, nr, add, bias); break;
+    case 4: uk_avx2_body(4, kc, a, lda, b, c, ldc, nr, add, bias); break;
+    case 3: uk_avx2_body(3, kc, a, lda, b, c, ldc, nr, add, bias); break;
+    case 2: uk_avx2_body(2, kc, a, lda, b, c, ldc, nr, add, bias); break;
+    default: uk_avx2_row(kc, a, b, c, nr, add, bias); break;
+    }
+}
+
+/* MR rows x 16 columns in MR zmm accumulators. */
+static inline __attribute__((always_inline)) AVX512_ATTR void uk_avx512_body(const int MR, int kc,
+                                                                               const float *a, int lda,
+                                                                               const float *b, float *c,
+                                                                               int ldc, int nr, int add,
+                                                                               const float *bias) {
+    __m512 acc[12];
+    for (int i = 0; i < MR; i++) acc[i] = _mm512_setzero_ps();
+    for (int k = 0; k < kc; k++) {
+        __m512 bk = _mm512_load_ps(b + (size_t)k * NR);
+        for (int i = 0; i < MR; i++) acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(a[(size_t)i * lda + k]), bk, acc[i]);
+    }
+    __mmask16 mask = (__mmask16)((1u << nr) - 1u);
+    __m512 bb = bias ? _mm512_maskz_loadu_ps(mask, bias) : _mm512_setzero_ps();
+    for (int i = 0; i < MR; i++) {
+        float *ci = c + (size_t)i * ldc;
+        __m512 r = _mm512_add_ps(acc[i], bb);
+        if (add) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(mask, ci));
+        _mm512_mask_storeu_ps(ci, mask, r);
+    }
+}
+
+static AVX512_ATTR void uk_avx512_row(int kc, const float *a, const float *b, float *c, int nr, int add,
+                                      const float *bias) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    int k = 0;
+    for (; k + 4 <= kc; k += 4) {
+        const float *bk = b + (size_t)k * NR;
+        s0 = _mm512_fmadd_ps(_mm512_set1_ps(a[k]), _mm512_load_ps(bk), s0);
+        s1 = _mm512_fmadd_ps(_mm512_set1_ps(a[k + 1]), _mm512_load_ps(bk + 16), s1);
+        s2 = _mm512_fmadd_ps(_mm512_set1_ps(a[k + 2]), _mm512_load_ps(bk + 32), s2);
+        s3 = _mm512_fmadd_ps(_mm512_set1_ps(a[k + 3]), _mm512_load_ps(bk + 48), s3);
+    }
+    for (; k < kc; k++) s0 = _mm512_fmadd_ps(_mm512_set1_ps(a[k]), _mm512_load_ps(b + (size_t)k * NR), s0);
+    __m512 r = _mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3));
+    __mmask16 mask = (__mmask16)((1u << nr) - 1u);
+    if (bias) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(mask, bias));
+    if (add) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(mask, c));
+    _mm512_mask_storeu_ps(c, mask, r);
+}
+
+static AVX512_ATTR void uk_avx512(int mr, int kc, const float *a, int lda, const float *b, float *c, int ldc,
+                                  int nr, int add, const float *bias) {
+    switch (mr) {
+    case 12: uk_avx512_body(12, kc, a, lda, b, c, ldc, nr, add, bias); break;
+    case 11: uk_avx512_body(11, kc, a, lda, b, c, ldc, nr, add, bias); break;
+    case 10: uk_avx512_body(10, kc, a, lda, b, c, ldc, nr, add, bias); break;
+    case 9: uk_avx512_body(9, kc, a, lda, b, c, ldc, nr, add, bias); break;
+    case 8: uk_avx512_body(8, kc, a, lda, b, c, ldc, nr, add, bias); break;
+    case 7: uk_avx512_body(7, kc, a, lda, b, c, ldc, nr, add, bias); break;
+    case 6: uk_avx512_body(6, kc, a, lda, b, c, ldc, nr, add, bias); break;
+    case 5: uk_avx512_body(5, kc, a, lda, b, c, ldc, nr, add, bias); break;
+    case 4: uk_avx512_body(4, kc, a, lda, b, c, ldc, nr, add, bias); break;
+    case 3: uk_avx512_body(3, kc, a, lda, b, c, ldc, nr, add, bias); break;
+    case 2: uk_avx512_body(2, kc, a, lda, b, c, ldc, nr, add, bias); break;
+    default: uk_avx512_row(kc, a, b, c, nr, add, bias); break;
+    }
+}
+#endif /* ECM_X86 */
+
+static void pick_kernel(ukernel_fn *uk, int *mr_max) {
+#ifdef ECM_X86
+    switch (ecm_simd_level_get()) {
+    case ECM_SIMD_AVX512: *uk = uk_avx512; *mr_max = 12; return;
+    case ECM_SIMD_AVX2: *uk = uk_avx2; *mr_max = 6; return;
+    default: break;
+    }
+#endif
+    *uk = uk_scalar;
+    *mr_max = 6;
+}
+
+/* out[M, cols of panels p0..p1) = x[M, 0:K] @ panels^T; panel p starts at
+ * w + p * kstride * NR and only its first K rows are used. */
+static void gemm_panels(float *out, int ldo, const float *x, int ldx, const float *w, size_t kstride, int K,
+                        int N, int p0, int p1, int M, const float *bias, int accumulate, ukernel_fn uk,
+                        int mr_max) {
+    for (int pc0 = p0; pc0 < p1; pc0 += PANELS_PER_CHUNK) {
+        int pc1 = pc0 + PANELS_PER_CHUNK < p1 ? pc0 + PANELS_PER_CHUNK : p1;
+        for (int k0 = 0; k0 < K; k0 += KC) {
+            int kc = K - k0 < KC ? K - k0 : KC;
+            int add = accumulate || k0 > 0;
+            for (int i0 = 0; i0 < M; i0 += mr_max) {
+                int mr = M - i0 < mr_max ? M - i0 : mr_max;
+                const float *a = x + (size_t)i0 * ldx + k0;
+                for (int p = pc0; p < pc1; p++) {
+                    int n0 = p * NR, nr = N - n0 < NR ? N - n0 : NR;
+                    const float *b = w + ((size_t)p * kstride + (size_t)k0) * NR;
+                    uk(mr, kc, a, ldx, b, out + (size_t)i0 * ldo + n0, ldo, nr, add,
+                       (k0 == 0 && bias) ? bias + n0 : NULL);
+                }
+            }
+        }
+    }
+}
+
+int omp_in_parallel_safe(void);
+int omp_in_parallel_safe(void) {
+#ifdef _OPENMP
+    return omp_in_parallel();
+#else
+    return 1;
+#endif
+}
+
+void ecm_matmul_packed(float *out, int ldo, const float *x, int ldx, const ecm_packed *w, const float *bias,
+                       int M, int accumulate) {
+    ukernel_fn uk;
+    int mr_max;
+    pick_kernel(&uk, &mr_max);
+    int n_panels = (w->N + NR - 1) / NR;
+    if (ecm_in_parallel()) {
+        gemm_panels(out, ldo, x, ldx, w->data, (size_t)w->K, w->K, w->N, 0, n_panels, M, bias, accumulate, uk,
+                    mr_max);
+        return;
+    }
+#pragma omp parallel
+    {
+#ifdef _OPENMP
+        int nt = omp_get_num_threads(), tid = omp_get_thread_num();
+#else
+        int nt = 1, tid = 0;
+#endif
+        /* Contiguous panel ranges, balanced to within one panel. */
+        int p0 = (int)((long)n_panels * tid / nt), p1 = (int)((long)n_panels * (tid + 1) / nt);
+        if (p1 > p0)
+            gemm_panels(out, ldo, x, ldx, w->data, (size_t)w->K, w->K, w->N, p0, p1, M, bias, accumulate, uk,
+                        mr_max);
+    }
+}
+
+void ecm_matmul_f32(float *out, int ldo, const float *a, int lda, const float *b, int ldb, int b_trans, int M,
+                    int N, int K, float *work) {
+    ukernel_fn uk;
+    int mr_max;
+    pick_kernel(&uk, &mr_max);
+    int n_panels = (N + NR - 1) / NR;
+    for (int p = 0; p < n_panels; p++)
+        pack_panel_f32(work + (size_t)p * K * NR, b, ldb, b_trans, p * NR, N, K);
+    gemm_panels(out, ldo, a, lda, work, (size_t)K, K, N, 0, n_panels, M, NULL, 0, uk, mr_max);
+}
+
+void ecm_matmul_prepacked(float *out, int ldo, const float *a, int lda, const float *panels, size_t kstride,
+                          int K, int N, int M) {
+    ukernel_fn uk;
+    int mr_max;
+    pick_kernel(&uk, &mr_max);
+    gemm_panels(out, ldo, a, lda, panels, kstride, K, N, 0, (N + NR - 1) / NR, M, NULL, 0, uk, mr_max);
+}
+void ecm_pack_panels(float *dst, const float *b, int ldb, int b_trans, int N, int K) {
+    int n_panels = (N + NR - 1) / NR;
+    for (int p = 0; p < n_panels; p++) pack_panel_f32(dst + (size_t)p * K * NR, b, ldb, b_trans, p * NR, N, K);
+}
+
+void ecm_matmul_ref(float *out, const float *a, const float *b, const float *bias, int M, int N, int K) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double s = bias ? bias[j] : 0.0;
+            for (int k = 0; k < K; k++) s += (double)a[(size_t)i * K + k] * b[(size_t)j * K + k];
+            out[(size_t)i * N + j] = (float)s;
+        }
+}

@@ -1,0 +1,1 @@
+"""The engine layer: models, tokenizers, generation and fine-tuning over ecomlm._core."""
