@@ -240,10 +240,10 @@ void ecm_rope_forward(float *x, int stride, const int32_t *pos, const float *inv
  * (stride ldo). Query t sits at position P + t among the S = P + T keys; with
  * causal != 0 it sees keys 0..P+t. key_mask[S] (may be NULL) zero = hidden.
  * Runs parallel over heads and query blocks unless already in a parallel region. */
-void ecm_attention_forward(float *out, int ldo, const float *q, int ldq,
-                           const float *k, int ldk, const float *v, int ldv,
-                           const uint8_t *key_mask, int T, int P, int NH, int NKV,
-                           int HD, float scale, int causal);
+ecm_status ecm_attention_forward(float *out, int ldo, const float *q, int ldq,
+                                 const float *k, int ldk, const float *v, int ldv,
+                                 const uint8_t *key_mask, int T, int P, int NH, int NKV,
+                                 int HD, float scale, int causal);
 
 #ifdef __cplusplus
 }

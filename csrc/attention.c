@@ -1,0 +1,128 @@
+/* attention.c: rotary position embeddings and scaled dot-product attention
+ * (causal or bidirectional, grouped-query, over a KV cache).
+ *
+ * Attention for one query head and a block of up to QB queries is two GEMMs
+ * around a softmax: scores = q_blk @ k^T, then out_blk = softmax(scores) @ v.
+ * Keys and values of the head are packed into GEMM panels once per task, and
+ * a causal block multiplies only the prefix of keys it may see. Tasks
+ * (head, query block) run in parallel; each writes its own slice of `out`.
+ */
+#include "ecm.h"
+
+#include <math.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define QB 64 /* queries per task */
+
+void ecm_rope_inv_freq(float *inv_freq, int HD, const ecm_rope_config *rc) {
+    int half = HD / 2;
+    for (int i = 0; i < half; i++) {
+        /* as Hugging Face computes it, in float32: 1 / theta^(2i / HD) */
+        float expo = (float)(2 * i) / (float)HD;
+        inv_freq[i] = 1.0f / powf(rc->theta, expo);
+    }
+    if (rc->scaling == ECM_ROPE_LINEAR) {
+        for (int i = 0; i < half; i++) inv_freq[i] /= rc->factor;
+    } else if (rc->scaling == ECM_ROPE_LLAMA3) {
+        float old_ctx = (float)rc->original_max_pos;
+        float low_wavelen = old_ctx / rc->low_freq_factor;
+        float high_wavelen = old_ctx / rc->high_freq_factor;
+        for (int i = 0; i < half; i++) {
+            float f = inv_freq[i];
+            float wavelen = 2.0f * (float)M_PI / f;
+            float scaled = wavelen > low_wavelen ? f / rc->factor : f;
+            if (!(wavelen < high_wavelen) && !(wavelen > low_wavelen)) {
+                float smooth = (old_ctx / wavelen - rc->low_freq_factor) /
+                               (rc->high_freq_factor - rc->low_freq_factor);
+                scaled = (1.0f - smooth) * scaled / rc->factor + smooth * scaled;
+            }
+            inv_freq[i] = scaled;
+        }
+    }
+}
+
+void ecm_rope_forward(float *x, int stride, const int32_t *pos, const float *inv_freq, int T, int n_heads,
+                      int HD) {
+    int half = HD / 2;
+    int par = (size_t)T * n_heads * HD >= 16384 && !ecm_in_parallel();
+#pragma omp parallel for schedule(static) if (par)
+    for (int t = 0; t < T; t++) {
+        float cs[512], sn[512]; /* HD <= 1024 is checked when a model loads */
+        for (int i = 0; i < half; i++) {
+            float ang = (float)pos[t] * inv_freq[i];
+            cs[i] = cosf(ang);
+            sn[i] = sinf(ang);
+        }
+        for (int h = 0; h < n_heads; h++) {
+            float *v = x + (size_t)t * stride + (size_t)h * HD;
+            for (int i = 0; i < half; i++) {
+                float x1 = v[i], x2 = v[i + half];
+                v[i] = x1 * cs[i] - x2 * sn[i];
+                v[i + half] = x2 * cs[i] + x1 * sn[i];
+            }
+        }
+    }
+}
+
+static void attend_block(float *out, int ldo, const float *q, int ldq, const float *k, int ldk, const float *v,
+                         int ldv, const uint8_t *key_mask, int t0, int mb, int P, int S, int HD, float scale,
+                         int causal, float *kp, float *vp, float *scores) {
+    int n_keys = causal ? P + t0 + mb : S;
+    ecm_pack_panels(kp, k, ldk, 0, n_keys, HD);
+    ecm_matmul_prepacked(scores, n_keys, q, ldq, kp, (size_t)HD, HD, n_keys, mb);
+    for (int i = 0; i < mb; i++) {
+        float *row = scores + (size_t)i * n_keys;
+        int visible = causal ? P + t0 + i + 1 : n_keys;
+        for (int j = 0; j < visible; j++) row[j] = (key_mask && !key_mask[j]) ? -INFINITY : row[j] * scale;
+        for (int j = visible; j < n_keys; j++) row[j] = -INFINITY;
+    }
+    ecm_softmax_forward(scores, mb, n_keys, n_keys);
+    ecm_pack_panels(vp, v, ldv, 1, HD, n_keys);
+    ecm_matmul_prepacked(out, ldo, scores, n_keys, vp, (size_t)n_keys, n_keys, HD, mb);
+}
+
+ecm_status ecm_attention_forward(float *out, int ldo, const float *q, int ldq, const float *k, int ldk,
+                                 const float *v, int ldv, const uint8_t *key_mask, int T, int P, int NH, int NKV,
+                                 int HD, float scale, int causal) {
+    int S = P + T;
+    int group = NH / NKV;
+    int n_blocks = (T + QB - 1) / QB;
+    int n_tasks = NH * n_blocks;
+    size_t kp_floats = ecm_matmul_work_floats(S, HD);
+    size_t vp_floats = ecm_matmul_work_floats(HD, S);
+    size_t per_thread = kp_floats + vp_floats + (size_t)QB * S;
+    int par = n_tasks > 1 && !ecm_in_parallel();
+#ifdef _OPENMP
+    int nt = par ? omp_get_max_threads() : 1;
+#else
+    int nt = 1;
+#endif
+    if (nt > n_tasks) nt = n_tasks;
+    float *ws = ecm_alloc((size_t)nt * per_thread * sizeof(float));
+    if (!ws) return ECM_ERR_NOMEM;
+#pragma omp parallel num_threads(nt) if (par)
+    {
+#ifdef _OPENMP
+        float *kp = ws + (size_t)omp_get_thread_num() * per_thread;
+#else
+        float *kp = ws;
+#endif
+        float *vp = kp + kp_floats, *scores = vp + vp_floats;
+        /* Later query blocks see more keys: hand tasks out dynamically,
+         * longest first. Each task writes only its own slice of out. */
+#pragma omp for schedule(dynamic, 1)
+        for (int task = 0; task < n_tasks; task++) {
+            int h = task % NH, b = n_blocks - 1 - task / NH;
+            int t0 = b * QB, mb = T - t0 < QB ? T - t0 : QB;
+            int kvh = h / group;
+            attend_block(out + (size_t)t0 * ldo + (size_t)h * HD, ldo, q + (size_t)t0 * ldq + (size_t)h * HD, ldq,
+                         k + (size_t)kvh * HD, ldk, v + (size_t)kvh * HD, ldv, key_mask, t0, mb, P, S, HD, scale,
+                         causal, kp, vp, scores);
+        }
+    }
+    ecm_free(ws);
+    return ECM_OK;
+}
