@@ -139,44 +139,56 @@ static void uk_scalar(int mr, int kc, const float *a, int lda, const float *b, f
 #define AVX2_ATTR __attribute__((target("avx2,fma,f16c")))
 #define AVX512_ATTR __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
 
-/* MR rows x 16 columns in 2*MR ymm accumulators. */
+/* MR rows x 16 columns in 2*MR ymm accumulators. The accumulators are
+ * named variables, not an array: GCC keeps an array in memory and would
+ * store it back every k-step. Rows past MR are dead code once inlined. */
+#define UK_ROW(i)                                                                          \
+    if (MR > i) {                                                                          \
+        __m256 av = _mm256_broadcast_ss(a + (size_t)(i) * lda + k);                        \
+        c##i##a = _mm256_fmadd_ps(av, b0, c##i##a);                                        \
+        c##i##b = _mm256_fmadd_ps(av, b1, c##i##b);                                        \
+    }
+#define UK_OUT(i)                                                                          \
+    if (MR > i) {                                                                          \
+        float *ci = c + (size_t)(i) * ldc;                                                 \
+        __m256 r0 = _mm256_add_ps(c##i##a, bb0), r1 = _mm256_add_ps(c##i##b, bb1);         \
+        if (add) {                                                                         \
+            r0 = _mm256_add_ps(r0, _mm256_loadu_ps(ci));                                   \
+            r1 = _mm256_add_ps(r1, _mm256_loadu_ps(ci + 8));                               \
+        }                                                                                  \
+        _mm256_storeu_ps(ci, r0);                                                          \
+        _mm256_storeu_ps(ci + 8, r1);                                                      \
+    }
+#define UK_TILE(i)                                                                         \
+    if (MR > i) {                                                                          \
+        _mm256_storeu_ps(tile + (i) * NR, c##i##a);                                        \
+        _mm256_storeu_ps(tile + (i) * NR + 8, c##i##b);                                    \
+    }
+
 static inline __attribute__((always_inline)) AVX2_ATTR void uk_avx2_body(const int MR, int kc, const float *a,
                                                                            int lda, const float *b, float *c,
                                                                            int ldc, int nr, int add,
                                                                            const float *bias) {
-    __m256 acc0[6], acc1[6];
-    for (int i = 0; i < MR; i++) acc0[i] = acc1[i] = _mm256_setzero_ps();
+    __m256 c0a = _mm256_setzero_ps(), c0b = c0a, c1a = c0a, c1b = c0a, c2a = c0a, c2b = c0a;
+    __m256 c3a = c0a, c3b = c0a, c4a = c0a, c4b = c0a, c5a = c0a, c5b = c0a;
     for (int k = 0; k < kc; k++) {
         __m256 b0 = _mm256_load_ps(b + (size_t)k * NR);
         __m256 b1 = _mm256_load_ps(b + (size_t)k * NR + 8);
-        for (int i = 0; i < MR; i++) {
-            __m256 av = _mm256_broadcast_ss(a + (size_t)i * lda + k);
-            acc0[i] = _mm256_fmadd_ps(av, b0, acc0[i]);
-            acc1[i] = _mm256_fmadd_ps(av, b1, acc1[i]);
-        }
+        UK_ROW(0) UK_ROW(1) UK_ROW(2) UK_ROW(3) UK_ROW(4) UK_ROW(5)
     }
     if (nr == NR) {
         __m256 bb0 = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
         __m256 bb1 = bias ? _mm256_loadu_ps(bias + 8) : _mm256_setzero_ps();
-        for (int i = 0; i < MR; i++) {
-            float *ci = c + (size_t)i * ldc;
-            __m256 r0 = _mm256_add_ps(acc0[i], bb0), r1 = _mm256_add_ps(acc1[i], bb1);
-            if (add) {
-                r0 = _mm256_add_ps(r0, _mm256_loadu_ps(ci));
-                r1 = _mm256_add_ps(r1, _mm256_loadu_ps(ci + 8));
-            }
-            _mm256_storeu_ps(ci, r0);
-            _mm256_storeu_ps(ci + 8, r1);
-        }
+        UK_OUT(0) UK_OUT(1) UK_OUT(2) UK_OUT(3) UK_OUT(4) UK_OUT(5)
         return;
     }
     float tile[6 * NR];
-    for (int i = 0; i < MR; i++) {
-        _mm256_storeu_ps(tile + i * NR, acc0[i]);
-        _mm256_storeu_ps(tile + i * NR + 8, acc1[i]);
-    }
+    UK_TILE(0) UK_TILE(1) UK_TILE(2) UK_TILE(3) UK_TILE(4) UK_TILE(5)
     store_tile(c, ldc, tile, MR, nr, add, bias);
 }
+#undef UK_ROW
+#undef UK_OUT
+#undef UK_TILE
 
 /* One row: four k-steps in flight so the FMA chains do not wait on latency. */
 static AVX2_ATTR void uk_avx2_row(int kc, const float *a, const float *b, float *c, int nr, int add,
@@ -222,27 +234,34 @@ static AVX2_ATTR void uk_avx2(int mr, int kc, const float *a, int lda, const flo
     }
 }
 
-/* MR rows x 16 columns in MR zmm accumulators. */
+/* MR rows x 16 columns in MR zmm accumulators (named, as in the AVX2 kernel). */
+#define UK_ROW(i) if (MR > i) c##i = _mm512_fmadd_ps(_mm512_set1_ps(a[(size_t)(i) * lda + k]), bk, c##i);
+#define UK_OUT(i)                                                                          \
+    if (MR > i) {                                                                          \
+        float *ci = c + (size_t)(i) * ldc;                                                 \
+        __m512 r = _mm512_add_ps(c##i, bb);                                                \
+        if (add) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(mask, ci));                    \
+        _mm512_mask_storeu_ps(ci, mask, r);                                                \
+    }
 static inline __attribute__((always_inline)) AVX512_ATTR void uk_avx512_body(const int MR, int kc,
                                                                                const float *a, int lda,
                                                                                const float *b, float *c,
                                                                                int ldc, int nr, int add,
                                                                                const float *bias) {
-    __m512 acc[12];
-    for (int i = 0; i < MR; i++) acc[i] = _mm512_setzero_ps();
+    __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
+    __m512 c6 = c0, c7 = c0, c8 = c0, c9 = c0, c10 = c0, c11 = c0;
     for (int k = 0; k < kc; k++) {
         __m512 bk = _mm512_load_ps(b + (size_t)k * NR);
-        for (int i = 0; i < MR; i++) acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(a[(size_t)i * lda + k]), bk, acc[i]);
+        UK_ROW(0) UK_ROW(1) UK_ROW(2) UK_ROW(3) UK_ROW(4) UK_ROW(5)
+        UK_ROW(6) UK_ROW(7) UK_ROW(8) UK_ROW(9) UK_ROW(10) UK_ROW(11)
     }
     __mmask16 mask = (__mmask16)((1u << nr) - 1u);
     __m512 bb = bias ? _mm512_maskz_loadu_ps(mask, bias) : _mm512_setzero_ps();
-    for (int i = 0; i < MR; i++) {
-        float *ci = c + (size_t)i * ldc;
-        __m512 r = _mm512_add_ps(acc[i], bb);
-        if (add) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(mask, ci));
-        _mm512_mask_storeu_ps(ci, mask, r);
-    }
+    UK_OUT(0) UK_OUT(1) UK_OUT(2) UK_OUT(3) UK_OUT(4) UK_OUT(5)
+    UK_OUT(6) UK_OUT(7) UK_OUT(8) UK_OUT(9) UK_OUT(10) UK_OUT(11)
 }
+#undef UK_ROW
+#undef UK_OUT
 
 static AVX512_ATTR void uk_avx512_row(int kc, const float *a, const float *b, float *c, int nr, int add,
                                       const float *bias) {

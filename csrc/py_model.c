@@ -94,7 +94,7 @@ static int parse_config(PyObject *d, ecm_config *c) {
             return -1;
         }
         c->head_dim = c->d_model / c->n_head;
-    } else if (cfg_int(d, "head_dim", &c->head_dim, 1, 0)) {
+    } else if (cfg_int(d, "head_dim", &c->head_dim, 0, 0)) { /* 0: rejected by the config check */
         return -1;
     }
     return 0;

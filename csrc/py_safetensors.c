@@ -123,6 +123,7 @@ static PyObject *st_tensor(SafeTensorsObject *self, PyObject *nameobj) {
         arr = PyArray_SimpleNew(t->n_dims, dims, type);
         if (!arr) return NULL;
         memcpy(PyArray_DATA((PyArrayObject *)arr), p, t->nbytes);
+        PyArray_CLEARFLAGS((PyArrayObject *)arr, NPY_ARRAY_WRITEABLE); /* same contract as a view */
         return arr;
     }
     arr = PyArray_New(&PyArray_Type, t->n_dims, dims, type, NULL, (void *)p, 0,

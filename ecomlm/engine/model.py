@@ -80,7 +80,7 @@ class Model:
         """A KV cache for decoding one sequence of up to max_tokens tokens."""
         if self.is_encoder:
             raise BadRequestError("an encoder model has no KV cache", param="model")
-        return _core.KVCache(self._core, int(max_tokens or self.context_length))
+        return _core.KVCache(self._core, self.context_length if max_tokens is None else int(max_tokens))
 
     def forward(self, token_ids, cache, all_logits: bool = False) -> np.ndarray:
         """Append token_ids to `cache` and return logits (T or 1, vocab)."""

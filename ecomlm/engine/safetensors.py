@@ -96,7 +96,13 @@ def save_file(tensors: Mapping[str, np.ndarray], path: str | os.PathLike,
         header["__metadata__"] = dict(metadata)
     blobs = []
     offset = 0
-    for name in sorted(tensors):
+    # widest dtypes first keeps every tensor aligned to its element size
+    # (the data section has no padding between tensors)
+    def order(name):
+        arr = tensors[name]
+        return (-(2 if name in bf16 else np.asarray(arr).dtype.itemsize), name)
+
+    for name in sorted(tensors, key=order):
         arr = np.ascontiguousarray(tensors[name])
         if name in bf16:
             bits = np.ascontiguousarray(arr, dtype=np.float32).view(np.uint32)
