@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <math.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -291,25 +292,109 @@ static void set_threads(const ecm_model *m) {
 #endif
 }
 
+ecm_status ecm_model_forward_batch(ecm_model *m, ecm_kvcache **caches, const int *n_tokens, int n_seq,
+                                   const int32_t *ids, float *logits, int all_logits) {
+    const ecm_config *c = &m->cfg;
+    if (c->arch == ECM_ARCH_BERT)
+        return ecm_fail(ECM_ERR_VALUE, "an encoder (bert) model has no next-token logits; use embed()");
+    if (n_seq <= 0) return ecm_fail(ECM_ERR_VALUE, "no sequences given");
+    int R = 0;
+    for (int s = 0; s < n_seq; s++) {
+        ecm_kvcache *kc = caches[s];
+        int T = n_tokens[s];
+        if (T <= 0) return ecm_fail(ECM_ERR_VALUE, "token_ids of sequence %d must not be empty", s);
+        if (kc->n_layer != c->n_layer || kc->kv_dim != c->n_kv_head * c->head_dim)
+            return ecm_fail(ECM_ERR_VALUE, "the KV cache of sequence %d belongs to a different model", s);
+        if (T > kc->max_T - kc->n_past)
+            return ecm_fail(ECM_ERR_VALUE, "%d tokens do not fit: the KV cache holds %d and has %d free", T,
+                            kc->max_T, kc->max_T - kc->n_past);
+        if (c->arch == ECM_ARCH_GPT2 && kc->n_past + T > c->max_pos)
+            return ecm_fail(ECM_ERR_VALUE, "position %d exceeds the model's %d learned positions", kc->n_past + T - 1,
+                            c->max_pos);
+        for (int t = 0; t < s; t++)
+            if (caches[t] == kc) return ecm_fail(ECM_ERR_VALUE, "sequences %d and %d share one KV cache", t, s);
+        if (R > INT32_MAX - T) return ecm_fail(ECM_ERR_VALUE, "too many tokens in one batch");
+        R += T;
+    }
+    for (int r = 0; r < R; r++)
+        if (ids[r] < 0 || ids[r] >= c->vocab)
+            return ecm_fail(ECM_ERR_VALUE, "token id %d at position %d is out of range [0, %d)", ids[r], r, c->vocab);
+    int *start = malloc((size_t)(n_seq + 1) * sizeof(int));
+    int32_t *pos = malloc((size_t)R * sizeof(int32_t));
+    if (!start || !pos) {
+        free(start);
+        free(pos);
+        return ecm_fail(ECM_ERR_NOMEM, "out of memory");
+    }
+    for (int s = 0, r = 0; s < n_seq; s++) {
+        start[s] = r;
+        for (int t = 0; t < n_tokens[s]; t++) pos[r++] = caches[s]->n_past + t;
+    }
+    start[n_seq] = R;
+    ecm_batch b = {caches, start, pos, n_seq, R};
+    set_threads(m);
+    ecm_status st = c->arch == ECM_ARCH_GPT2 ? ecm_gpt2_forward(m, &b, ids, logits, all_logits)
+                                             : ecm_llama_forward(m, &b, ids, logits, all_logits);
+    if (st == ECM_OK)
+        for (int s = 0; s < n_seq; s++) caches[s]->n_past += n_tokens[s];
+    free(start);
+    free(pos);
+    return st;
+}
+
 ecm_status ecm_model_forward(ecm_model *m, ecm_kvcache *cache, const int32_t *ids, int T, float *logits,
                              int all_logits) {
-    if (m->cfg.arch == ECM_ARCH_BERT)
-        return ecm_fail(ECM_ERR_VALUE, "an encoder (bert) model has no next-token logits; use embed()");
-    if (T <= 0) return ecm_fail(ECM_ERR_VALUE, "token_ids must not be empty");
-    if (cache->n_layer != m->cfg.n_layer || cache->kv_dim != m->cfg.n_kv_head * m->cfg.head_dim)
-        return ecm_fail(ECM_ERR_VALUE, "the KV cache belongs to a different model");
-    if (T > cache->max_T - cache->n_past)
-        return ecm_fail(ECM_ERR_VALUE, "%d tokens do not fit: the KV cache holds %d and has %d free", T, cache->max_T,
-                        cache->max_T - cache->n_past);
-    for (int t = 0; t < T; t++)
-        if (ids[t] < 0 || ids[t] >= m->cfg.vocab)
-            return ecm_fail(ECM_ERR_VALUE, "token id %d at position %d is out of range [0, %d)", ids[t], t,
-                            m->cfg.vocab);
-    set_threads(m);
-    ecm_status st = m->cfg.arch == ECM_ARCH_GPT2 ? ecm_gpt2_forward(m, cache, ids, T, logits, all_logits)
-                                                 : ecm_llama_forward(m, cache, ids, T, logits, all_logits);
-    if (st == ECM_OK) cache->n_past += T;
+    return ecm_model_forward_batch(m, &cache, &T, 1, ids, logits, all_logits);
+}
+
+ecm_status ecm_batch_attention(const ecm_batch *b, int l, float *att, int ldatt, const float *qkv, int ldqkv,
+                               int koff, int voff, int NH, int NKV, int HD) {
+    int KVD = NKV * HD;
+    for (int s = 0; s < b->n_seq; s++) {
+        ecm_kvcache *kc = b->caches[s];
+        float *kl = kc->k + (size_t)l * kc->max_T * KVD, *vl = kc->v + (size_t)l * kc->max_T * KVD;
+        for (int r = b->seq_start[s]; r < b->seq_start[s + 1]; r++) {
+            memcpy(kl + (size_t)b->pos[r] * KVD, qkv + (size_t)r * ldqkv + koff, (size_t)KVD * sizeof(float));
+            memcpy(vl + (size_t)b->pos[r] * KVD, qkv + (size_t)r * ldqkv + voff, (size_t)KVD * sizeof(float));
+        }
+    }
+    float scale = 1.0f / sqrtf((float)HD);
+    ecm_status st = ECM_OK;
+    /* Many short sequences (batched decoding): one sequence per thread.
+     * Few or long ones: each attention call parallelises over its heads. */
+    int outer = b->n_seq > 1 && b->R <= 4 * b->n_seq && !ecm_in_parallel();
+#pragma omp parallel for schedule(dynamic, 1) if (outer)
+    for (int s = 0; s < b->n_seq; s++) {
+        ecm_kvcache *kc = b->caches[s];
+        int r0 = b->seq_start[s], T = b->seq_start[s + 1] - r0, P = kc->n_past;
+        ecm_status st1 = ecm_attention_forward(att + (size_t)r0 * ldatt, ldatt, qkv + (size_t)r0 * ldqkv, ldqkv,
+                                               kc->k + (size_t)l * kc->max_T * KVD, KVD,
+                                               kc->v + (size_t)l * kc->max_T * KVD, KVD, NULL, T, P, NH, NKV, HD,
+                                               scale, 1);
+        if (st1 != ECM_OK) {
+#pragma omp critical(ecm_batch_status)
+            st = st1;
+        }
+    }
     return st;
+}
+
+ecm_status ecm_kvcache_copy(ecm_kvcache *dst, const ecm_kvcache *src, int n) {
+    if (dst->n_layer != src->n_layer || dst->kv_dim != src->kv_dim)
+        return ecm_fail(ECM_ERR_VALUE, "the KV caches belong to different models");
+    if (n < 0 || n > src->n_past) return ecm_fail(ECM_ERR_VALUE, "can copy at most %d tokens, asked %d", src->n_past, n);
+    if (n > dst->max_T) return ecm_fail(ECM_ERR_VALUE, "%d tokens do not fit a cache of %d", n, dst->max_T);
+    if (dst == src) {
+        dst->n_past = n;
+        return ECM_OK;
+    }
+    size_t row = (size_t)src->kv_dim * sizeof(float);
+    for (int l = 0; l < src->n_layer; l++) {
+        memcpy(dst->k + (size_t)l * dst->max_T * dst->kv_dim, src->k + (size_t)l * src->max_T * src->kv_dim, row * n);
+        memcpy(dst->v + (size_t)l * dst->max_T * dst->kv_dim, src->v + (size_t)l * src->max_T * src->kv_dim, row * n);
+    }
+    dst->n_past = n;
+    return ECM_OK;
 }
 
 ecm_status ecm_model_embed(ecm_model *m, const int32_t *ids, const int32_t *mask, const int32_t *type_ids, int B,

@@ -115,6 +115,17 @@ void ecm_kvcache_free(ecm_kvcache *c);
 ecm_status ecm_model_forward(ecm_model *m, ecm_kvcache *cache, const int32_t *ids, int T, float *logits,
                              int all_logits);
 
+/* Several sequences in one pass over the weights: sequence s appends
+ * n_tokens[s] tokens (ids concatenated, R = sum n_tokens rows) to caches[s].
+ * The linear layers see all R rows at once; attention stays within each
+ * sequence. logits: (R, V) when all_logits, else (n_seq, V), the last token
+ * of each sequence. Nothing is appended unless every check passes. */
+ecm_status ecm_model_forward_batch(ecm_model *m, ecm_kvcache **caches, const int *n_tokens, int n_seq,
+                                   const int32_t *ids, float *logits, int all_logits);
+
+/* Copy the first n tokens of src into dst (same model); dst->n_past = n. */
+ecm_status ecm_kvcache_copy(ecm_kvcache *dst, const ecm_kvcache *src, int n);
+
 typedef enum { ECM_POOL_MEAN = 0, ECM_POOL_CLS = 1 } ecm_pooling;
 
 /* Encoder (bert): ids, mask, type_ids (B, T) (type_ids may be NULL) to
@@ -124,9 +135,24 @@ ecm_status ecm_model_embed(ecm_model *m, const int32_t *ids, const int32_t *mask
 
 void ecm_linear_forward(float *out, const float *x, const ecm_linear *lin, int M, int accumulate);
 
+/* A batch of sequences as the decoder bodies see it: rows seq_start[s] ..
+ * seq_start[s+1] of the (R, C) activations belong to caches[s]; pos[r] is
+ * row r's position. */
+typedef struct {
+    ecm_kvcache **caches;
+    const int *seq_start; /* (n_seq + 1) */
+    const int32_t *pos;   /* (R) */
+    int n_seq, R;
+} ecm_batch;
+
+/* Write rows' k, v (row stride ld, at offsets koff, voff) into each
+ * sequence's cache of layer l, then attend. */
+ecm_status ecm_batch_attention(const ecm_batch *b, int l, float *att, int ldatt, const float *qkv, int ldqkv,
+                               int koff, int voff, int NH, int NKV, int HD);
+
 /* Architecture bodies (model_gpt2.c, model_llama.c, model_bert.c). */
-ecm_status ecm_gpt2_forward(ecm_model *m, ecm_kvcache *c, const int32_t *ids, int T, float *logits, int all);
-ecm_status ecm_llama_forward(ecm_model *m, ecm_kvcache *c, const int32_t *ids, int T, float *logits, int all);
+ecm_status ecm_gpt2_forward(ecm_model *m, const ecm_batch *b, const int32_t *ids, float *logits, int all);
+ecm_status ecm_llama_forward(ecm_model *m, const ecm_batch *b, const int32_t *ids, float *logits, int all);
 ecm_status ecm_bert_encode(ecm_model *m, const int32_t *ids, const int32_t *pos, const int32_t *types,
                            const int *seq_start, int n_seq, int R, float *hidden);
 

@@ -307,6 +307,103 @@ static PyObject *model_forward(ModelObject *self, PyObject *args, PyObject *kw) 
     return (PyObject *)out;
 }
 
+/* forward_batch(list of token-id sequences, list of caches, all_logits=False)
+ * -> logits (n_seq or R, vocab): several sequences, one pass over the weights. */
+static PyObject *model_forward_batch(ModelObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"token_ids", "caches", "all_logits", NULL};
+    PyObject *idsobj, *cachesobj;
+    int all = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|p", kwlist, &idsobj, &cachesobj, &all)) return NULL;
+    if (!model_check(self, 1)) return NULL;
+    PyObject *seqs = PySequence_Fast(idsobj, "token_ids must be a list of token-id sequences");
+    PyObject *cs = seqs ? PySequence_Fast(cachesobj, "caches must be a list of KVCache") : NULL;
+    PyArrayObject **arrs = NULL;
+    ecm_kvcache **caches = NULL;
+    int *lens = NULL;
+    int32_t *ids = NULL;
+    PyArrayObject *out = NULL;
+    Py_ssize_t n = 0, locked = 0;
+    if (!cs) goto done;
+    n = PySequence_Fast_GET_SIZE(seqs);
+    if (n == 0 || n != PySequence_Fast_GET_SIZE(cs)) {
+        ecm_py_bad_request("token_ids and caches must be non-empty lists of the same length");
+        goto done;
+    }
+    if (n > 65536) {
+        ecm_py_bad_request("at most 65536 sequences in one batch");
+        goto done;
+    }
+    arrs = calloc((size_t)n, sizeof *arrs);
+    caches = calloc((size_t)n, sizeof *caches);
+    lens = calloc((size_t)n, sizeof *lens);
+    if (!arrs || !caches || !lens) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    long long R = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *c = PySequence_Fast_GET_ITEM(cs, i);
+        if (!PyObject_TypeCheck(c, &KVCacheType)) {
+            ecm_py_bad_request("caches[%zd] is not a KVCache", i);
+            goto done;
+        }
+        KVCacheObject *kc = (KVCacheObject *)c;
+        if (kc->model != self) {
+            ecm_py_bad_request("caches[%zd] belongs to a different model", i);
+            goto done;
+        }
+        arrs[i] = ids_array(PySequence_Fast_GET_ITEM(seqs, i), 1, 1, "token_ids");
+        if (!arrs[i]) goto done;
+        lens[i] = (int)PyArray_DIM(arrs[i], 0);
+        caches[i] = &kc->c;
+        R += lens[i];
+    }
+    if (R > INT32_MAX) {
+        ecm_py_bad_request("too many tokens in one batch");
+        goto done;
+    }
+    ids = malloc((size_t)(R ? R : 1) * sizeof(int32_t));
+    if (!ids) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0, r = 0; i < n; r += lens[i], i++)
+        memcpy(ids + r, PyArray_DATA(arrs[i]), (size_t)lens[i] * sizeof(int32_t));
+    npy_intp dims[2] = {all ? (npy_intp)R : (npy_intp)n, self->m.cfg.vocab};
+    out = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_FLOAT32);
+    if (!out) goto done;
+    for (locked = 0; locked < n; locked++) {
+        KVCacheObject *kc = (KVCacheObject *)PySequence_Fast_GET_ITEM(cs, locked);
+        if (kc->busy) {
+            ecm_py_bad_request("caches[%zd] is in use (by another thread, or twice in this batch)", locked);
+            Py_CLEAR(out);
+            goto done;
+        }
+        kc->busy = 1;
+    }
+    ecm_status st;
+    self->in_flight++;
+    Py_BEGIN_ALLOW_THREADS
+    st = ecm_model_forward_batch(&self->m, caches, lens, (int)n, ids, PyArray_DATA(out), all);
+    Py_END_ALLOW_THREADS
+    self->in_flight--;
+    if (st != ECM_OK) {
+        Py_CLEAR(out);
+        ecm_py_raise(st);
+    }
+done:
+    for (Py_ssize_t i = 0; i < locked; i++) ((KVCacheObject *)PySequence_Fast_GET_ITEM(cs, i))->busy = 0;
+    if (arrs)
+        for (Py_ssize_t i = 0; i < n; i++) Py_XDECREF(arrs[i]);
+    free(arrs);
+    free(caches);
+    free(lens);
+    free(ids);
+    Py_XDECREF(seqs);
+    Py_XDECREF(cs);
+    return (PyObject *)out;
+}
+
 static PyObject *model_embed(ModelObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"input_ids", "attention_mask", "token_type_ids", "pooling", "normalize", NULL};
     PyObject *idsobj, *maskobj = Py_None, *typeobj = Py_None;
@@ -394,6 +491,8 @@ static PyMethodDef model_methods[] = {
     {"close", (PyCFunction)model_close, METH_NOARGS, "Free the weights."},
     {"forward", (PyCFunction)(void (*)(void))model_forward, METH_VARARGS | METH_KEYWORDS,
      "forward(token_ids, cache, all_logits=True) -> float32 logits (T or 1, vocab)"},
+    {"forward_batch", (PyCFunction)(void (*)(void))model_forward_batch, METH_VARARGS | METH_KEYWORDS,
+     "forward_batch(token_ids_list, caches, all_logits=False) -> logits (n_seq or R, vocab)"},
     {"embed", (PyCFunction)(void (*)(void))model_embed, METH_VARARGS | METH_KEYWORDS,
      "embed(input_ids, attention_mask=None, token_type_ids=None, pooling='mean', normalize=True) -> (B, d)"},
     {NULL, NULL, 0, NULL},
@@ -479,6 +578,27 @@ static PyObject *cache_get_max(KVCacheObject *self, void *closure) {
     return PyLong_FromLong(self->c.max_T);
 }
 
+/* copy_from(src, n=None): the first n tokens of src (default: all) become
+ * this cache's content, e.g. a shared prompt prefix computed once. */
+static PyObject *cache_copy_from(KVCacheObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"src", "n", NULL};
+    KVCacheObject *src;
+    int n = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!|i", kwlist, &KVCacheType, &src, &n)) return NULL;
+    if (self->model != src->model) return ecm_py_bad_request("the KV caches belong to different models");
+    if (self->busy || src->busy) return ecm_py_bad_request("a KV cache is in use by another thread");
+    if (n < 0) n = src->c.n_past;
+    ecm_status st = ecm_kvcache_copy(&self->c, &src->c, n);
+    if (st != ECM_OK) return ecm_py_raise(st);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef cache_methods[] = {
+    {"copy_from", (PyCFunction)(void (*)(void))cache_copy_from, METH_VARARGS | METH_KEYWORDS,
+     "copy_from(src, n=None): take the first n tokens of another cache of the same model"},
+    {NULL, NULL, 0, NULL},
+};
+
 static PyGetSetDef cache_getset[] = {
     {"n_past", (getter)cache_get_n_past, (setter)cache_set_n_past, "tokens held (settable to rewind)", NULL},
     {"max_tokens", (getter)cache_get_max, NULL, "capacity in tokens", NULL},
@@ -493,6 +613,7 @@ static PyTypeObject KVCacheType = {
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "KVCache(model, max_tokens): keys and values of one sequence being decoded.",
     .tp_getset = cache_getset,
+    .tp_methods = cache_methods,
     .tp_init = (initproc)cache_init,
     .tp_new = PyType_GenericNew,
 };
