@@ -773,7 +773,9 @@ static int bert_normalize(const ecm_tokenizer *t, work *w, const uint8_t *s, siz
         uint16_t f = uflags(cp);
         if (c->clean_text) {
             if (cp == 0 || cp == 0xFFFD) continue;
-            if (cp != '\t' && cp != '\n' && cp != '\r' && (f & ECM_UC_C)) continue;
+            /* HF's is_control: Cc Cf Co Cs (its tables leave out Cn) */
+            if (cp != '\t' && cp != '\n' && cp != '\r' && (f & (ECM_UC_C | ECM_UC_CN)) == ECM_UC_C)
+                continue;
             if (f & ECM_UC_WS) { w->cpa[n++] = ' '; continue; }
         }
         if (c->handle_chinese_chars && is_chinese_char(cp)) {
@@ -986,10 +988,16 @@ static ecm_status encode_with(const ecm_tokenizer *t, work *w, const uint8_t *te
             goto done;
         }
         size_t room = (size_t)max_length - n_special;
-        /* longest first: take from the longer sequence, the second on a tie */
-        while (na + nb > room) {
-            if (na > nb) na--;
-            else nb--;
+        /* HF's LongestFirst: the shorter sequence keeps up to half the room,
+         * the longer one gets the rest (the first counts as shorter on a tie) */
+        if (na + nb > room) {
+            if (na > nb) {
+                nb = nb < room / 2 ? nb : room / 2;
+                na = room - nb;
+            } else {
+                na = na < room / 2 ? na : room / 2;
+                nb = room - na;
+            }
         }
     }
     if (!ids_reserve(out, na + nb + n_special)) {
@@ -997,15 +1005,19 @@ static ecm_status encode_with(const ecm_tokenizer *t, work *w, const uint8_t *te
         goto done;
     }
     if (bos) ids_push(out, c->bos_id, 0);
-    memcpy(out->ids + out->n, w->a.ids, na * sizeof(int32_t));
-    memset(out->type_ids + out->n, 0, na);
-    out->n += na;
+    if (na) {
+        memcpy(out->ids + out->n, w->a.ids, na * sizeof(int32_t));
+        memset(out->type_ids + out->n, 0, na);
+        out->n += na;
+    }
     if (eos) ids_push(out, c->eos_id, 0);
     if (pair) {
         if (pbos) ids_push(out, c->bos_id, 1);
-        memcpy(out->ids + out->n, w->b.ids, nb * sizeof(int32_t));
-        memset(out->type_ids + out->n, 1, nb);
-        out->n += nb;
+        if (nb) {
+            memcpy(out->ids + out->n, w->b.ids, nb * sizeof(int32_t));
+            memset(out->type_ids + out->n, 1, nb);
+            out->n += nb;
+        }
         if (eos) ids_push(out, c->eos_id, 1);
     }
 done:

@@ -20,6 +20,7 @@ enum {
     ECM_UC_LOWER = 1 << 6,  /* lower-casing changes it                       */
     ECM_UC_DECOMP = 1 << 7, /* NFD changes it                                */
     ECM_UC_CCC = 1 << 8,    /* canonical combining class is not 0            */
+    ECM_UC_CN = 1 << 9,     /* Cn: unassigned (in ECM_UNICODE_VERSION)        */
 };
 
 extern const uint16_t ecm_uc_stage1[];

@@ -17,7 +17,7 @@ import unicodedata
 MAX_CP = 0x110000
 BLOCK = 256
 
-F_L, F_N, F_WS, F_P, F_C, F_MN, F_LOWER, F_DECOMP, F_CCC = (1 << i for i in range(9))
+F_L, F_N, F_WS, F_P, F_C, F_MN, F_LOWER, F_DECOMP, F_CCC, F_CN = (1 << i for i in range(10))
 
 # PropList.txt White_Space: what Oniguruma's \s and Rust's char::is_whitespace use.
 # (Python's str.isspace differs: it includes U+001C..U+001F.)
@@ -39,6 +39,8 @@ def flags_of(cp):
         f |= F_P
     if cat[0] == "C":
         f |= F_C
+    if cat == "Cn":
+        f |= F_CN
     if cat == "Mn":
         f |= F_MN
     if 0xD800 <= cp < 0xE000:
