@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Optional, Sequence
 
@@ -37,6 +38,8 @@ class Model:
         self.path = path
         self.name = name or (os.path.basename(os.path.normpath(path)) if path else family)
         self.tokenizer = None
+        # sentence-transformers truncates at its own max_seq_length (256 for MiniLM)
+        self.max_seq_length = _sentence_max_len(path) or engine_config["max_pos"]
 
     # ---------------------------------------------------------------- basics
     @property
@@ -114,11 +117,23 @@ class Model:
                                       param="input")
             out = []
             for i in range(0, len(texts), batch_size):
-                enc = self.tokenizer.encode_batch_padded(texts[i:i + batch_size], max_length=self.context_length)
-                out.append(self._core.embed(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"),
+                enc = self.tokenizer.encode_batch(texts[i:i + batch_size], max_length=self.max_seq_length)
+                out.append(self._core.embed(enc.input_ids, enc.attention_mask, enc.token_type_ids,
                                             pooling, normalize))
             return np.concatenate(out, axis=0)
         return self._core.embed(inputs, attention_mask, token_type_ids, pooling, normalize)
+
+
+def _sentence_max_len(path: Optional[str]) -> Optional[int]:
+    cfg = os.path.join(path, "sentence_bert_config.json") if path and os.path.isdir(path) else None
+    if not cfg or not os.path.isfile(cfg):
+        return None
+    try:
+        with open(cfg, encoding="utf-8") as f:
+            n = json.load(f).get("max_seq_length")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return n if isinstance(n, int) and n > 0 else None
 
 
 def _as_ids(token_ids, what: str) -> np.ndarray:
