@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Optional, Sequence
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -67,6 +67,9 @@ class Model:
         return self.family == "bert"
 
     def close(self) -> None:
+        if getattr(self, "_scheduler", None) is not None:
+            self._scheduler.close()
+            self._scheduler = None
         self._core.close()
 
     def __enter__(self) -> "Model":
@@ -99,6 +102,126 @@ class Model:
                                   param="token_ids")
         cache = _core.KVCache(self._core, int(ids.size))
         return self._core.forward(ids, cache, True)
+
+    # ------------------------------------------------------------ generation
+    def _need_tokenizer(self):
+        if self.tokenizer is None:
+            raise BadRequestError(f"model {self.name!r} has no tokenizer; pass token ids", param="model")
+        return self.tokenizer
+
+    def tokenize(self, text, add_special_tokens: bool = True) -> List[int]:
+        """Token ids of text with the model's own tokenizer."""
+        return self._need_tokenizer().encode(text, add_special_tokens=add_special_tokens)
+
+    def detokenize(self, ids, skip_special_tokens: bool = False) -> str:
+        return self._need_tokenizer().decode(ids, skip_special_tokens=skip_special_tokens)
+
+    def stop_token_ids(self) -> Tuple[int, ...]:
+        """End-of-text tokens: the tokenizer's eos and the chat end-of-turn tokens."""
+        tok = self._need_tokenizer()
+        ids = {tok.eos_id} if tok.eos_id is not None else set()
+        for name in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "</s>"):
+            t = tok.token_to_id(name)
+            if t is not None:
+                ids.add(t)
+        return tuple(sorted(ids))
+
+    def _scheduler_get(self):
+        from .generate import Scheduler
+
+        if getattr(self, "_scheduler", None) is None:
+            self._need_tokenizer()
+            self._scheduler = Scheduler(self)
+        return self._scheduler
+
+    def _prompt_ids(self, prompt, what: str = "prompt") -> List[int]:
+        if isinstance(prompt, (str, bytes)):
+            ids = self.tokenize(prompt)
+        else:
+            ids = [int(t) for t in _as_ids(prompt, what)]
+            if min(ids) < 0 or max(ids) >= self.vocab_size:
+                raise BadRequestError(f"{what} holds a token id outside [0, {self.vocab_size})", param=what)
+        if not ids:
+            raise BadRequestError(f"{what} must not be empty", param=what)
+        if len(ids) >= self.context_length:
+            raise BadRequestError(f"{what} has {len(ids)} tokens; the model's context length is "
+                                  f"{self.context_length}", param=what, code="context_length_exceeded")
+        return ids
+
+    def _params(self, kw) -> "SamplingParams":
+        from .generate import SamplingParams, validate_params
+
+        unknown = set(kw) - set(SamplingParams.__dataclass_fields__)
+        if unknown:
+            raise BadRequestError(f"unknown generation parameter(s): {', '.join(sorted(unknown))}",
+                                  param=sorted(unknown)[0])
+        p = SamplingParams(**kw)
+        if not p.stop_token_ids:
+            p.stop_token_ids = self.stop_token_ids()
+        return validate_params(p, self.vocab_size)
+
+    def complete(self, prompts, n: int = 1, best_of: Optional[int] = None, **params) -> List[List["Completion"]]:
+        """Completions of each prompt (str or token ids): a list per prompt of
+        n Completion objects. All prompts and choices decode in one batch."""
+        from .generate import collect
+
+        if isinstance(prompts, (str, bytes)) or (isinstance(prompts, (list, tuple)) and prompts
+                                                   and isinstance(prompts[0], (int, np.integer))):
+            prompts = [prompts]
+        if not isinstance(prompts, (list, tuple)) or not prompts:
+            raise BadRequestError("prompt must be a string, a list of strings or token ids", param="prompt")
+        n = _count("n", n, 1, 128)
+        best_of = n if best_of is None else _count("best_of", best_of, 1, 128)
+        if best_of < n:
+            raise BadRequestError(f"best_of ({best_of}) must be >= n ({n})", param="best_of")
+        ids = [self._prompt_ids(p) for p in prompts]
+        p = self._params(params)
+        want_lp = p.logprobs is not None or best_of > n
+        if best_of > n and p.logprobs is None:
+            p.logprobs = 0
+        req = self._scheduler_get().submit(ids, best_of, p, want_lp)
+        out = collect(req, len(ids))
+        if best_of > n:  # OpenAI: the n with the highest log probability per token
+            out = [sorted(choices, key=lambda c: -c.mean_logprob)[:n] for choices in out]
+            for choices in out:
+                for i, c in enumerate(choices):
+                    c.index = i
+                    if params.get("logprobs") is None:
+                        c.logprobs = None
+        return out
+
+    def stream(self, prompts, n: int = 1, **params) -> Iterator[tuple]:
+        """Yield (prompt_index, index, text_delta, TokenLogprob or None,
+        finish_reason or None) as tokens are generated."""
+        from .generate import iter_events
+
+        if isinstance(prompts, (str, bytes)) or (isinstance(prompts, (list, tuple)) and prompts
+                                                   and isinstance(prompts[0], (int, np.integer))):
+            prompts = [prompts]
+        n = _count("n", n, 1, 128)
+        ids = [self._prompt_ids(p) for p in prompts]
+        p = self._params(params)
+        req = self._scheduler_get().submit(ids, n, p, p.logprobs is not None)
+        for ev in iter_events(req):
+            if ev[0] == "delta":
+                _, s, text, lp = ev
+                yield (s.prompt_index, s.index, text, lp, None)
+            else:
+                s = ev[1]
+                yield (s.prompt_index, s.index, "", None, s.finish)
+
+    def generate(self, prompt, max_tokens: Optional[int] = 64, **params) -> str:
+        """The continuation of one prompt, as text (temperature 0: greedy)."""
+        return self.complete(prompt, max_tokens=max_tokens, **params)[0][0].text
+
+    def chat(self, messages, max_tokens: Optional[int] = None, **params) -> str:
+        """The assistant's reply to OpenAI-style messages, with the model's chat template."""
+        ids = self.apply_chat_template(messages)
+        return self.complete([ids], max_tokens=max_tokens, **params)[0][0].text
+
+    def apply_chat_template(self, messages, add_generation_prompt: bool = True) -> List[int]:
+        tok = self._need_tokenizer()
+        return tok.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=True)
 
     def embed(self, inputs, attention_mask=None, token_type_ids=None, *, pooling: str = "mean",
               normalize: bool = True, batch_size: int = 64) -> np.ndarray:
@@ -134,6 +257,12 @@ def _sentence_max_len(path: Optional[str]) -> Optional[int]:
     except (OSError, ValueError, AttributeError):
         return None
     return n if isinstance(n, int) and n > 0 else None
+
+
+def _count(name: str, v, lo: int, hi: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
+        raise BadRequestError(f"{name} must be an integer between {lo} and {hi}, got {v!r}", param=name)
+    return int(v)
 
 
 def _as_ids(token_ids, what: str) -> np.ndarray:
