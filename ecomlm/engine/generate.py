@@ -161,8 +161,9 @@ class _Seq:
         self.req, self.prompt_index, self.index = req, prompt_index, index
         self.prompt = req.prompts[prompt_index]
         seed = p.seed if p.seed is not None else int.from_bytes(np.random.bytes(8), "little")
-        # distinct, reproducible streams for the n choices of one seed
-        self.sampler = _core.Sampler(vocab, (seed + 0x9E3779B97F4A7C15 * (prompt_index * 1024 + index)) % (1 << 64),
+        # distinct, reproducible streams for the n choices of one seed; a
+        # prompt's text does not depend on which other prompts share the call
+        self.sampler = _core.Sampler(vocab, (seed + 0x9E3779B97F4A7C15 * index) % (1 << 64),
                                      p.temperature, p.top_k, p.top_p, p.min_p, p.repetition_penalty,
                                      p.presence_penalty, p.frequency_penalty, p.logit_bias)
         self.cache = None
