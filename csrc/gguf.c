@@ -185,6 +185,32 @@ static void key_text(char *dst, size_t cap, const ecm_gguf_str *k) {
     dst[n] = 0;
 }
 
+/* Strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF):
+ * tensor names become Python str keys, so they must decode. */
+static int utf8_valid(const uint8_t *p, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        uint8_t c = p[i];
+        if (c < 0x80) { i++; continue; }
+        size_t len;
+        uint32_t cp;
+        if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; }
+        else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; }
+        else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; }
+        else return 0;
+        if (n - i < len) return 0;
+        for (size_t k = 1; k < len; k++) {
+            if ((p[i + k] & 0xC0) != 0x80) return 0;
+            cp = (cp << 6) | (p[i + k] & 0x3F);
+        }
+        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+        i += len;
+    }
+    return 1;
+}
+
 static ecm_status parse_tensor_info(ecm_gguf_tensor *t, cursor *c, int64_t index) {
     ecm_gguf_str name = {0};
     size_t used = 0;
@@ -197,6 +223,8 @@ static ecm_status parse_tensor_info(ecm_gguf_tensor *t, cursor *c, int64_t index
                         (long long)index, (unsigned long long)name.len, ECM_GGUF_MAX_NAME - 1);
     if (memchr(name.ptr, 0, (size_t)name.len))
         return ecm_fail(ECM_ERR_FORMAT, "GGUF: tensor %lld name contains a NUL byte", (long long)index);
+    if (!utf8_valid((const uint8_t *)name.ptr, (size_t)name.len))
+        return ecm_fail(ECM_ERR_FORMAT, "GGUF: tensor %lld name is not valid UTF-8", (long long)index);
     c->p += used;
     c->left -= used;
     c->pos += used;
