@@ -307,3 +307,45 @@ def test_fuzz_smoke(tmp_path):
                           str(corpus), os.path.join(root, "fuzz", "seeds")],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
+
+
+# ------------------------------------------------------------- quantize_file
+
+@pytest.mark.parametrize("qtype,expect", [("q8_0", ("Q8_0", "Q8_0")), ("q4_0", ("Q4_0", "Q4_0")),
+                                          ("q4_1", ("Q4_1", "Q4_1")), ("q4_k", ("Q4_K", "Q4_1")),
+                                          ("q5_k", ("Q5_K", "Q8_0")), ("q6_k", ("Q6_K", "Q8_0"))])
+def test_quantize_file(tmp_path, qtype, expect):
+    from ecomlm.engine.quantize import quantize_file
+    rng = np.random.default_rng(0)
+    src = str(tmp_path / "f32.gguf")
+    w = GGUFWriter(src)
+    w.add("general.architecture", "llama")
+    w.add("general.file_type", 0, V.UINT32)
+    mats = {"blk.0.ffn_down.weight": rng.standard_normal((64, 512)).astype(np.float32),
+            "blk.0.attn_q.weight": rng.standard_normal((96, 96)).astype(np.float32),
+            "blk.0.attn_norm.weight": rng.standard_normal(96).astype(np.float32)}
+    for name, x in mats.items():
+        w.add_tensor(name, x)
+    w.write()
+    dst = str(tmp_path / f"{qtype}.gguf")
+    written = quantize_file(src, dst, qtype)
+    assert written == {"blk.0.ffn_down.weight": expect[0], "blk.0.attn_q.weight": expect[1],
+                       "blk.0.attn_norm.weight": "F32"}
+    r = GGUFReader(dst)
+    assert r.metadata["general.architecture"] == "llama"
+    np.testing.assert_array_equal(r.dequantize("blk.0.attn_norm.weight"), mats["blk.0.attn_norm.weight"])
+    for name in ("blk.0.ffn_down.weight", "blk.0.attn_q.weight"):
+        x, y = mats[name], r.dequantize(name)
+        assert np.sqrt(np.mean((x - y) ** 2) / np.mean(x ** 2)) < 0.12
+        raw = _core.quantize(x, r.tensor(name).type)  # exactly our reference quantiser's bytes
+        np.testing.assert_array_equal(r.raw(name), raw.reshape(-1))
+    gguf.GGUFReader(dst)  # the PyPI reader accepts it
+
+
+def test_quantize_file_errors(tmp_path):
+    from ecomlm.engine.quantize import quantize_file
+    from ecomlm.errors import BadRequestError
+    with pytest.raises(BadRequestError):
+        quantize_file("a.gguf", "b.gguf", "q3_k")
+    with pytest.raises(ModelFormatError):
+        quantize_file(str(tmp_path), str(tmp_path / "o.gguf"), "q8_0")
