@@ -1024,6 +1024,40 @@ static AVX2_ATTR void vec_dot_q4_K_avx2(int K, float *s, const void *w, const vo
     *s = hsum8(acc) - accm;
 }
 
+/* Q5_K x Q8_K: Q4_K plus a fifth bit per quant, picked out of qh by mask. */
+static AVX2_ATTR void vec_dot_q5_K_avx2(int K, float *s, const void *w, const void *xq) {
+    const ecm_block_q5_K *b = w;
+    const ecm_block_q8_K *y = xq;
+    const __m256i m4 = _mm256_set1_epi8(0xF), sixteen = _mm256_set1_epi8(16);
+    __m256 acc = _mm256_setzero_ps();
+    float accm = 0.0f;
+    for (int i = 0; i < K / ECM_QK_K; i++) {
+        uint8_t sc[8], mn[8];
+        for (int j = 0; j < 8; j++) get_scale_min_k4(j, b[i].scales, &sc[j], &mn[j]);
+        const float dy = y[i].d;
+        int summ = 0;
+        for (int j = 0; j < 8; j++) summ += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+        accm = fmaf(f16_to_f32_fast(b[i].dmin) * dy, (float)summ, accm);
+        const __m256i hb = _mm256_loadu_si256((const __m256i *)b[i].qh);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++) {
+            const __m256i q4 = _mm256_loadu_si256((const __m256i *)(b[i].qs + 32 * j));
+            const __m256i mlo = _mm256_set1_epi8((char)(1 << (2 * j))), mhi = _mm256_set1_epi8((char)(2 << (2 * j)));
+            const __m256i blo = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hb, mlo), mlo), sixteen);
+            const __m256i bhi = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hb, mhi), mhi), sixteen);
+            const __m256i lo = _mm256_or_si256(_mm256_and_si256(q4, m4), blo);
+            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4, 4), m4), bhi);
+            __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(y[i].qs + 64 * j)));
+            __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(y[i].qs + 64 * j + 32)));
+            plo = _mm256_madd_epi16(plo, _mm256_set1_epi16(sc[2 * j]));
+            phi = _mm256_madd_epi16(phi, _mm256_set1_epi16(sc[2 * j + 1]));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(plo, phi));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_to_f32_fast(b[i].d) * dy), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    *s = hsum8(acc) - accm;
+}
+
 /* Q6_K x Q8_K: q in 0..63 times activations, minus 32 * the block sums. */
 static AVX2_ATTR void vec_dot_q6_K_avx2(int K, float *s, const void *w, const void *xq) {
     const ecm_block_q6_K *b = w;
@@ -1146,6 +1180,7 @@ static kernels pick_kernels(int qtype, const ecm_type_traits *tr) {
         k.dot4 = vnni ? vec_dot4_q8_0_vnni : vec_dot4_q8_0_avx2;
         break;
     case ECM_TYPE_Q4_K: k.dot = vec_dot_q4_K_avx2; break;
+    case ECM_TYPE_Q5_K: k.dot = vec_dot_q5_K_avx2; break;
     case ECM_TYPE_Q6_K: k.dot = vec_dot_q6_K_avx2; break;
     case ECM_TYPE_F32: k.dot = vec_dot_f32_avx2; break;
     case ECM_TYPE_F16: k.dot = vec_dot_f16_avx2; break;
