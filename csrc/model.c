@@ -2,6 +2,7 @@
  * KV cache, and the entry points that dispatch to an architecture. */
 #define _GNU_SOURCE
 #include "model.h"
+#include "quants.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +63,8 @@ static ecm_status check_config(const ecm_config *c) {
 
 typedef struct {
     ecm_model *m;
+    const ecm_weight_type *types;
+    int n_types;
     float *base;   /* NULL on the sizing pass */
     size_t used;   /* floats */
     int overflow;
@@ -103,14 +106,31 @@ static float *table(layout_ctx *lc, const char *name, int rows, int cols) {
     return p;
 }
 
+static int weight_type(const layout_ctx *lc, const char *name) {
+    for (int i = 0; i < lc->n_types; i++)
+        if (!strcmp(lc->types[i].name, name)) return lc->types[i].qtype;
+    return 0;
+}
+
 static void linear(layout_ctx *lc, ecm_linear *lin, const char *prefix, int N, int K, int bias) {
     char name[64];
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    int qt = weight_type(lc, name);
+    if (qt == 1 || qt == 30) qt = 0; /* F16 / BF16 weights are widened to packed fp32 */
     lin->N = N;
     lin->K = K;
+    lin->qtype = qt;
     lin->w.N = N;
     lin->w.K = K;
-    lin->w.data = carve(lc, ecm_packed_floats(N, K));
-    snprintf(name, sizeof name, "%s.weight", prefix);
+    lin->w.data = NULL;
+    lin->q = NULL;
+    if (qt == 0) {
+        lin->w.data = carve(lc, ecm_packed_floats(N, K));
+    } else {
+        size_t row = ecm_quant_row_bytes(qt, K), bytes;
+        if (!row || !ecm_mul_size(row, (size_t)N, &bytes)) lc->overflow = 1, bytes = 0;
+        lin->q = carve(lc, (bytes + 3) / 4);
+    }
     add_slot(lc, name, ECM_SLOT_LINEAR, N, K, NULL, lin);
     lin->b = NULL;
     if (bias) {
@@ -167,17 +187,24 @@ static void layout(layout_ctx *lc) {
     m->inv_freq = carve(lc, (size_t)(HD / 2 + 1));
 }
 
-ecm_status ecm_model_init(ecm_model *m, const ecm_config *cfg) {
+ecm_status ecm_model_init(ecm_model *m, const ecm_config *cfg, const ecm_weight_type *types, int n_types) {
     memset(m, 0, sizeof *m);
     ecm_status st = check_config(cfg);
     if (st != ECM_OK) return st;
+    for (int i = 0; i < n_types; i++) {
+        int qt = types[i].qtype;
+        if (qt != 0 && qt != 1 && qt != 30 && (!ecm_type_traits_get(qt) || qt == 15))
+            return ecm_fail(ECM_ERR_VALUE, "weight %s: GGML type %d (%s) is not supported", types[i].name, qt,
+                            ecm_type_name(qt));
+    }
     m->cfg = *cfg;
     m->n_threads = ecm_default_threads();
-    layout_ctx lc = {m, NULL, 0, 0, 0};
+    layout_ctx lc = {m, types, n_types, NULL, 0, 0, 0};
     layout(&lc);
     size_t bytes;
     if (lc.overflow || !ecm_mul_size(lc.used, sizeof(float), &bytes))
-        return ecm_fail(ECM_ERR_VALUE, "config: the model's size overflows");
+        return ecm_fail(ECM_ERR_VALUE, "config: the model's size overflows, or a quantised weight's row "
+                                       "is not a whole number of blocks");
     long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
     if (pages > 0 && psize > 0 && bytes / (size_t)psize > (size_t)pages)
         return ecm_fail(ECM_ERR_VALUE, "config: the model needs %.1f GiB of weights, more than this machine's memory",
@@ -190,7 +217,7 @@ ecm_status ecm_model_init(ecm_model *m, const ecm_config *cfg) {
         return ecm_fail(ECM_ERR_NOMEM, "out of memory allocating %.1f MiB of weights", (double)bytes / (1 << 20));
     }
     m->slab_floats = lc.used;
-    layout_ctx lc2 = {m, m->slab, 0, 0, 0};
+    layout_ctx lc2 = {m, types, n_types, m->slab, 0, 0, 0};
     layout(&lc2);
     ECM_ASSERT(lc2.used == lc.used && lc2.n_slots == lc.n_slots);
     m->n_slots = lc2.n_slots;
@@ -215,6 +242,9 @@ ecm_status ecm_model_set_tensor(ecm_model *m, int i, const void *src, ecm_dtype 
     if (i < 0 || i >= m->n_slots) return ecm_fail(ECM_ERR_VALUE, "no weight slot %d", i);
     ecm_slot *s = &m->slots[i];
     ecm_status st;
+    if (s->kind == ECM_SLOT_LINEAR && s->lin->qtype != 0)
+        return ecm_fail(ECM_ERR_VALUE, "weight %s is stored as %s: set it from quantised rows", s->name,
+                        ecm_type_name(s->lin->qtype));
     if (s->kind == ECM_SLOT_LINEAR) {
         st = ecm_pack_weights(&s->lin->w, s->lin->w.data, src, t, s->shape[0], s->shape[1], transposed);
     } else if (transposed && s->n_dims == 2) {
@@ -228,6 +258,36 @@ ecm_status ecm_model_set_tensor(ecm_model *m, int i, const void *src, ecm_dtype 
     } else {
         size_t n = (size_t)s->shape[0] * (size_t)(s->n_dims == 2 ? s->shape[1] : 1);
         st = ecm_convert_to_f32(s->dst, src, t, n);
+    }
+    if (st == ECM_OK) s->set = 1;
+    return st;
+}
+
+ecm_status ecm_model_set_tensor_quant(ecm_model *m, int i, const void *src, size_t nbytes, int qtype) {
+    if (i < 0 || i >= m->n_slots) return ecm_fail(ECM_ERR_VALUE, "no weight slot %d", i);
+    ecm_slot *s = &m->slots[i];
+    int rows = s->n_dims == 2 ? s->shape[0] : 1, K = s->n_dims == 2 ? s->shape[1] : s->shape[0];
+    size_t row = ecm_quant_row_bytes(qtype, K);
+    if (!row || !ecm_type_traits_get(qtype))
+        return ecm_fail(ECM_ERR_VALUE, "weight %s: GGML type %s cannot hold rows of %d", s->name, ecm_type_name(qtype), K);
+    if (nbytes != row * (size_t)rows)
+        return ecm_fail(ECM_ERR_VALUE, "weight %s: %zu bytes given, %zu expected for %d rows of %s", s->name, nbytes,
+                        row * (size_t)rows, rows, ecm_type_name(qtype));
+    const uint8_t *p = src;
+    ecm_status st = ECM_OK;
+    if (s->kind == ECM_SLOT_LINEAR && s->lin->qtype != 0) {
+        if (s->lin->qtype != qtype)
+            return ecm_fail(ECM_ERR_VALUE, "weight %s was planned as %s, got %s", s->name, ecm_type_name(s->lin->qtype),
+                            ecm_type_name(qtype));
+        memcpy(s->lin->q, src, nbytes);
+    } else if (s->kind == ECM_SLOT_LINEAR) { /* dequantise, then pack */
+        float *tmp = ecm_alloc((size_t)rows * K * sizeof(float));
+        if (!tmp) return ECM_ERR_NOMEM;
+        for (int r = 0; r < rows && st == ECM_OK; r++) st = ecm_dequantize_row(tmp + (size_t)r * K, p + r * row, qtype, K);
+        if (st == ECM_OK) st = ecm_pack_weights(&s->lin->w, s->lin->w.data, tmp, ECM_DTYPE_F32, rows, K, 0);
+        ecm_free(tmp);
+    } else {
+        for (int r = 0; r < rows && st == ECM_OK; r++) st = ecm_dequantize_row(s->dst + (size_t)r * K, p + r * row, qtype, K);
     }
     if (st == ECM_OK) s->set = 1;
     return st;
@@ -280,8 +340,27 @@ void ecm_kvcache_free(ecm_kvcache *c) {
 
 /* ---------------------------------------------------------------- forward */
 
-void ecm_linear_forward(float *out, const float *x, const ecm_linear *lin, int M, int accumulate) {
-    ecm_matmul_packed(out, lin->N, x, lin->K, &lin->w, lin->b, M, accumulate);
+ecm_status ecm_linear_forward(float *out, const float *x, const ecm_linear *lin, int M, int accumulate) {
+    if (lin->qtype == 0) {
+        ecm_matmul_packed(out, lin->N, x, lin->K, &lin->w, lin->b, M, accumulate);
+        return ECM_OK;
+    }
+    size_t n = (size_t)M * lin->N;
+    float *dst = accumulate ? ecm_alloc(n * sizeof(float)) : out;
+    if (!dst) return ECM_ERR_NOMEM;
+    ecm_status st = ecm_matmul_quant(dst, lin->N, x, lin->K, lin->q, lin->qtype, lin->N, lin->K, M);
+    if (st == ECM_OK && (accumulate || lin->b)) {
+        int par = n >= 32768 && !ecm_in_parallel();
+#pragma omp parallel for schedule(static) if (par)
+        for (int r = 0; r < M; r++) {
+            float *o = out + (size_t)r * lin->N;
+            const float *d = dst + (size_t)r * lin->N;
+            for (int j = 0; j < lin->N; j++)
+                o[j] = (accumulate ? o[j] : 0.0f) + (d[j] + (lin->b ? lin->b[j] : 0.0f));
+        }
+    }
+    if (accumulate) ecm_free(dst);
+    return st;
 }
 
 static void set_threads(const ecm_model *m) {

@@ -7,7 +7,7 @@
 
 ecm_status ecm_gpt2_forward(ecm_model *m, const ecm_batch *b, const int32_t *ids, float *logits, int all) {
     const ecm_config *c = &m->cfg;
-    int C = c->d_model, NH = c->n_head, HD = c->head_dim, F = c->d_ff, V = c->vocab, R = b->R;
+    int C = c->d_model, NH = c->n_head, HD = c->head_dim, F = c->d_ff, R = b->R;
     int KVD = NH * HD, QKV = 3 * KVD;
     size_t n = (size_t)R * (2 * C + QKV + KVD + F);
     float *x = ecm_alloc(n * sizeof(float)); /* (R, C) residual stream */
@@ -25,13 +25,13 @@ ecm_status ecm_gpt2_forward(ecm_model *m, const ecm_batch *b, const int32_t *ids
     for (int l = 0; l < c->n_layer && st == ECM_OK; l++) {
         const ecm_layer *ly = &m->layers[l];
         ecm_layernorm_forward(xn, x, ly->attn_norm_w, ly->attn_norm_b, R, C, c->norm_eps);
-        ecm_linear_forward(qkv, xn, &ly->qkv, R, 0);
-        st = ecm_batch_attention(b, l, att, KVD, qkv, QKV, KVD, 2 * KVD, NH, NH, HD);
-        ecm_linear_forward(x, att, &ly->proj, R, 1); /* x += att @ Wo^T + bo */
+        if (st == ECM_OK) st = ecm_linear_forward(qkv, xn, &ly->qkv, R, 0);
+        if (st == ECM_OK) st = ecm_batch_attention(b, l, att, KVD, qkv, QKV, KVD, 2 * KVD, NH, NH, HD);
+        if (st == ECM_OK) st = ecm_linear_forward(x, att, &ly->proj, R, 1); /* x += att @ Wo^T + bo */
         ecm_layernorm_forward(xn, x, ly->ffn_norm_w, ly->ffn_norm_b, R, C, c->norm_eps);
-        ecm_linear_forward(h, xn, &ly->up, R, 0);
+        if (st == ECM_OK) st = ecm_linear_forward(h, xn, &ly->up, R, 0);
         ecm_gelu_tanh_forward(h, h, (size_t)R * F);
-        ecm_linear_forward(x, h, &ly->down, R, 1);   /* x += gelu(...) @ Wd^T + bd */
+        if (st == ECM_OK) st = ecm_linear_forward(x, h, &ly->down, R, 1);   /* x += gelu(...) @ Wd^T + bd */
     }
     if (st == ECM_OK) {
         int rows = all ? R : b->n_seq;
@@ -39,7 +39,7 @@ ecm_status ecm_gpt2_forward(ecm_model *m, const ecm_batch *b, const int32_t *ids
             for (int s = 0; s < b->n_seq; s++)
                 memcpy(xn + (size_t)s * C, x + (size_t)(b->seq_start[s + 1] - 1) * C, (size_t)C * sizeof(float));
         ecm_layernorm_forward(xn, all ? x : xn, m->norm_w, m->norm_b, rows, C, c->norm_eps);
-        ecm_matmul_packed(logits, V, xn, C, &m->lm_head.w, NULL, rows, 0);
+        st = ecm_linear_forward(logits, xn, &m->lm_head, rows, 0);
     }
     ecm_free(x);
     return st;

@@ -82,6 +82,7 @@ static int parse_config(PyObject *d, ecm_config *c) {
         cfg_int(d, "type_vocab", &c->type_vocab, 0, 2) || cfg_int(d, "attn_bias", &c->attn_bias, 0, 0) ||
         cfg_int(d, "proj_bias", &c->proj_bias, 0, 0) || cfg_int(d, "mlp_bias", &c->mlp_bias, 0, 0) ||
         cfg_int(d, "rope_scaling", &c->rope.scaling, 0, 0) ||
+        cfg_int(d, "rope_interleaved", &c->rope_interleaved, 0, 0) ||
         cfg_int(d, "rope_original_max_pos", &c->rope.original_max_pos, 0, 0) ||
         cfg_float(d, "norm_eps", &c->norm_eps, 1e-5f) || cfg_float(d, "rope_theta", &c->rope.theta, 10000.0f) ||
         cfg_float(d, "rope_factor", &c->rope.factor, 1.0f) ||
@@ -103,9 +104,9 @@ static int parse_config(PyObject *d, ecm_config *c) {
 /* ------------------------------------------------------------------- Model */
 
 static int model_init(ModelObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"config", "n_threads", NULL};
-    PyObject *cfgobj, *nto = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O", kwlist, &cfgobj, &nto)) return -1;
+    static char *kwlist[] = {"config", "n_threads", "weight_types", NULL};
+    PyObject *cfgobj, *nto = Py_None, *typesobj = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OO", kwlist, &cfgobj, &nto, &typesobj)) return -1;
     if (self->m.slab) { /* __init__ twice */
         ecm_model_free(&self->m);
         self->ready = 0;
@@ -113,10 +114,41 @@ static int model_init(ModelObject *self, PyObject *args, PyObject *kw) {
     ecm_config cfg;
     int nt;
     if (parse_config(cfgobj, &cfg) < 0 || ecm_py_threads(nto, &nt) < 0) return -1;
+    /* weight_types: {slot name: GGML type id} for weights kept quantised */
+    ecm_weight_type *types = NULL;
+    Py_ssize_t n_types = 0;
+    if (typesobj != Py_None) {
+        if (!PyDict_Check(typesobj)) {
+            ecm_py_bad_request("weight_types must be a dict of slot name to GGML type id");
+            return -1;
+        }
+        n_types = PyDict_Size(typesobj);
+        types = calloc((size_t)(n_types ? n_types : 1), sizeof *types);
+        if (!types) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        Py_ssize_t pos = 0, i = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(typesobj, &pos, &k, &v)) {
+            const char *name = PyUnicode_Check(k) ? PyUnicode_AsUTF8(k) : NULL;
+            long qt = PyLong_Check(v) ? PyLong_AsLong(v) : -1;
+            if (!name || qt < 0 || qt > 1000) {
+                PyErr_Clear();
+                free(types);
+                ecm_py_bad_request("weight_types must map slot names to GGML type ids");
+                return -1;
+            }
+            types[i].name = name; /* borrowed from the dict, alive for this call */
+            types[i].qtype = (int)qt;
+            i++;
+        }
+    }
     ecm_status st;
     Py_BEGIN_ALLOW_THREADS
-    st = ecm_model_init(&self->m, &cfg);
+    st = ecm_model_init(&self->m, &cfg, types, (int)n_types);
     Py_END_ALLOW_THREADS
+    free(types);
     if (st != ECM_OK) {
         ecm_py_raise(st);
         return -1;
@@ -163,11 +195,12 @@ static PyObject *model_slots(ModelObject *self, PyObject *args) {
 /* set_tensor(name, array, transposed=False, bf16=False): array float32,
  * float16, float64, or uint16 holding bfloat16 bits when bf16 is true. */
 static PyObject *model_set_tensor(ModelObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"name", "array", "transposed", "bf16", NULL};
+    static char *kwlist[] = {"name", "array", "transposed", "bf16", "qtype", NULL};
     const char *name;
     PyObject *arrobj;
-    int transposed = 0, bf16 = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sO|pp", kwlist, &name, &arrobj, &transposed, &bf16)) return NULL;
+    int transposed = 0, bf16 = 0, qtype = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "sO|ppi", kwlist, &name, &arrobj, &transposed, &bf16, &qtype))
+        return NULL;
     if (!model_check(self, 0)) return NULL;
     if (self->ready) return ecm_py_bad_request("weights are read-only once the model is finalized");
     int i = ecm_model_find_slot(&self->m, name);
@@ -176,6 +209,18 @@ static PyObject *model_set_tensor(ModelObject *self, PyObject *args, PyObject *k
         return ecm_py_raise(ECM_ERR_NOT_FOUND);
     }
     if (!PyArray_Check(arrobj)) return ecm_py_bad_request("weight '%s' must be a NumPy array", name);
+    if (qtype >= 0) { /* raw GGML rows as uint8 */
+        PyArrayObject *raw = (PyArrayObject *)PyArray_FromAny(arrobj, PyArray_DescrFromType(NPY_UINT8), 0, 0,
+                                                              NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED, NULL);
+        if (!raw) return NULL;
+        ecm_status st;
+        Py_BEGIN_ALLOW_THREADS
+        st = ecm_model_set_tensor_quant(&self->m, i, PyArray_DATA(raw), (size_t)PyArray_NBYTES(raw), qtype);
+        Py_END_ALLOW_THREADS
+        Py_DECREF(raw);
+        if (st != ECM_OK) return ecm_py_raise(st);
+        Py_RETURN_NONE;
+    }
     PyArrayObject *in = (PyArrayObject *)arrobj;
     ecm_dtype dt;
     switch (PyArray_TYPE(in)) {
@@ -486,7 +531,7 @@ static PyObject *model_get_n_params(ModelObject *self, void *closure) {
 static PyMethodDef model_methods[] = {
     {"slots", (PyCFunction)model_slots, METH_NOARGS, "[(name, shape)] of the weights this model needs."},
     {"set_tensor", (PyCFunction)(void (*)(void))model_set_tensor, METH_VARARGS | METH_KEYWORDS,
-     "set_tensor(name, array, transposed=False, bf16=False)"},
+     "set_tensor(name, array, transposed=False, bf16=False, qtype=-1): qtype >= 0 takes raw GGML rows (uint8)"},
     {"finalize", (PyCFunction)model_finalize, METH_NOARGS, "Check every weight is set; weights are read-only after."},
     {"close", (PyCFunction)model_close, METH_NOARGS, "Free the weights."},
     {"forward", (PyCFunction)(void (*)(void))model_forward, METH_VARARGS | METH_KEYWORDS,

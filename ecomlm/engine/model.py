@@ -305,8 +305,14 @@ def load(path_or_name: str | os.PathLike, n_threads: Optional[int] = None) -> Mo
     if os.path.isdir(path):
         model = load_hf_dir(path, n_threads)
     elif os.path.isfile(path):
-        raise ModelFormatError(f"{path}: loading single files is not supported yet (pass a model directory)",
-                               param="model")
+        with open(path, "rb") as f:
+            magic = f.read(4)
+        if magic != b"GGUF":
+            raise ModelFormatError(f"{path} is not a GGUF file (pass a GGUF file or a model directory)",
+                                   param="model")
+        from .gguf_model import load_gguf
+
+        return load_gguf(path, n_threads)
     else:
         from . import registry
         local = registry.resolve(path)
@@ -320,8 +326,9 @@ def load(path_or_name: str | os.PathLike, n_threads: Optional[int] = None) -> Mo
 
 
 def _attach_tokenizer(model: Model) -> None:
-    """Give the model its tokenizer when the tokenizer engine is available."""
-    if model.path is None:
+    """Give a model directory's model the tokenizer beside it (a GGUF model
+    brings its own from the metadata)."""
+    if model.tokenizer is not None or model.path is None or not os.path.isdir(model.path):
         return
     try:
         from .tokenizer import Tokenizer  # lands with the tokenizer issue
