@@ -127,14 +127,17 @@ def _plan(family: str, ecfg: dict, r: GGUFReader) -> _Plan:
     return p
 
 
-def load_gguf(path: str, n_threads: Optional[int] = None):
-    """Load a llama or gpt2 GGUF file as an ecomlm Model (with its tokenizer)."""
+def load_gguf(path: str, n_threads: Optional[int] = None, dequantize: bool = False):
+    """Load a llama or gpt2 GGUF file as an ecomlm Model (with its tokenizer).
+
+    dequantize=True widens every weight to fp32 (exact float activations, 4-8x
+    the memory); by default quantised weights stay in their blocks."""
     from .model import Model
 
     r = GGUFReader(path)
     family, ecfg = engine_config_from_gguf(r)
     plan = _plan(family, ecfg, r)
-    types = plan.types()
+    types = {} if dequantize else plan.types()
     core = _core.Model(ecfg, n_threads, types)
     n_params = 0
     used = set()

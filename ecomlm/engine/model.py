@@ -294,10 +294,11 @@ def load_hf_dir(path: str, n_threads: Optional[int] = None, name: Optional[str] 
     return Model(core, family, cfg, ecfg, n_params, path=path, name=name)
 
 
-def load(path_or_name: str | os.PathLike, n_threads: Optional[int] = None) -> Model:
-    """Load a model: a Hugging Face directory, or a registered model name.
+def load(path_or_name: str | os.PathLike, n_threads: Optional[int] = None, dequantize: bool = False) -> Model:
+    """Load a model: a Hugging Face directory, a GGUF file, or a registered name.
 
     n_threads: OpenMP threads per call (default: the cores this process may use).
+    dequantize: widen a GGUF model's quantised weights to fp32 (exact, larger).
     """
     if not isinstance(path_or_name, (str, os.PathLike)):
         raise BadRequestError("model must be a path or a model name", param="model")
@@ -312,14 +313,14 @@ def load(path_or_name: str | os.PathLike, n_threads: Optional[int] = None) -> Mo
                                    param="model")
         from .gguf_model import load_gguf
 
-        return load_gguf(path, n_threads)
+        return load_gguf(path, n_threads, dequantize)
     else:
         from . import registry
         local = registry.resolve(path)
         if local is None:
             raise NotFoundError(f"model '{path}' is neither a directory nor a known model name "
                                 f"({', '.join(registry.names())})", param="model")
-        model = load(local, n_threads)
+        model = load(local, n_threads, dequantize)
         model.name = registry.canonical(path)
     _attach_tokenizer(model)
     return model
