@@ -28,11 +28,19 @@ ecm_status ecm_bert_encode(ecm_model *m, const int32_t *ids, const int32_t *pos,
     for (int l = 0; l < c->n_layer && st == ECM_OK; l++) {
         const ecm_layer *ly = &m->layers[l];
         if (st == ECM_OK) st = ecm_linear_forward(qkv, x, &ly->qkv, R, 0);
-        for (int s = 0; s < n_seq && st == ECM_OK; s++) {
+        /* Many short sequences: one sequence per thread; few long ones:
+         * each attention call parallelises over its heads instead. */
+        int outer = n_seq > 1 && !ecm_in_parallel();
+#pragma omp parallel for schedule(dynamic, 1) if (outer)
+        for (int s = 0; s < n_seq; s++) {
             size_t r0 = (size_t)seq_start[s];
             int T = seq_start[s + 1] - seq_start[s];
-            st = ecm_attention_forward(att + r0 * QD, QD, qkv + r0 * QKV, QKV, qkv + r0 * QKV + QD, QKV,
-                                       qkv + r0 * QKV + 2 * QD, QKV, NULL, T, 0, NH, NH, HD, scale, 0);
+            ecm_status st1 = ecm_attention_forward(att + r0 * QD, QD, qkv + r0 * QKV, QKV, qkv + r0 * QKV + QD, QKV,
+                                                   qkv + r0 * QKV + 2 * QD, QKV, NULL, T, 0, NH, NH, HD, scale, 0);
+            if (st1 != ECM_OK) {
+#pragma omp critical(ecm_bert_status)
+                st = st1;
+            }
         }
         if (st == ECM_OK) st = ecm_linear_forward(x, att, &ly->proj, R, 1); /* x = LN(x + att @ Wo^T + bo) */
         ecm_layernorm_forward(x, x, ly->attn_out_norm_w, ly->attn_out_norm_b, R, C, c->norm_eps);
