@@ -114,8 +114,8 @@ class Model:
                                       param="input")
             out = []
             for i in range(0, len(texts), batch_size):
-                enc = self.tokenizer.encode_batch_padded(texts[i:i + batch_size], max_length=self.context_length)
-                out.append(self._core.embed(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"),
+                enc = self.tokenizer.encode_batch(texts[i:i + batch_size], max_length=self.context_length)
+                out.append(self._core.embed(enc.input_ids, enc.attention_mask, enc.token_type_ids,
                                             pooling, normalize))
             return np.concatenate(out, axis=0)
         return self._core.embed(inputs, attention_mask, token_type_ids, pooling, normalize)
