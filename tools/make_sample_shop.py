@@ -414,7 +414,7 @@ def kb_records():
         for q, f in e["heldout"]:
             assert f.lower() in e["text"].lower(), (e["id"], f)
         recs.append({"id": e["id"], "title": e["title"], "text": e["text"], "topic": e["topic"], "lang": "en",
-                     "facts": e["facts"]})
+                     "facts": e["facts"], "questions": e["ask"]})
     for e in ENTRIES:
         if e["zh"]:
             title, text = e["zh"]

@@ -1,0 +1,19 @@
+"""Shop-facing tools built on ecomlm's public API: a searchable knowledge base,
+a customer-support agent, a description writer, a recommender and a review
+analyzer, plus the sample shop Brightcart to try them on.
+
+    from ecomlm.ecommerce import KnowledgeBase, Recommender, ReviewAnalyzer, sample_shop
+    shop = sample_shop()
+    kb = KnowledgeBase.from_records(shop.kb_records())
+    kb.search("can I send it back?", k=3)
+"""
+
+from ..data import SampleShop, load_sample_shop
+from .knowledge import BM25, Hit, KnowledgeBase
+
+__all__ = ["KnowledgeBase", "Hit", "BM25", "sample_shop", "SampleShop"]
+
+
+def sample_shop() -> SampleShop:
+    """The sample shop's products, events, reviews, KB, dialogues and held-out questions."""
+    return load_sample_shop()
