@@ -11,8 +11,10 @@ analyzer, plus the sample shop Brightcart to try them on.
 from ..data import SampleShop, load_sample_shop
 from .knowledge import BM25, Hit, KnowledgeBase
 from .recommend import Recommender, compare_methods, time_split
+from .reviews import ReviewAnalysis, ReviewAnalyzer, ReviewSummary
 
-__all__ = ["KnowledgeBase", "Hit", "BM25", "Recommender", "compare_methods", "time_split", "sample_shop", "SampleShop"]
+__all__ = ["KnowledgeBase", "Hit", "BM25", "Recommender", "compare_methods", "time_split", "ReviewAnalyzer", "ReviewAnalysis",
+           "ReviewSummary", "sample_shop", "SampleShop"]
 
 
 def sample_shop() -> SampleShop:
