@@ -10,11 +10,14 @@ analyzer, plus the sample shop Brightcart to try them on.
 
 from ..data import SampleShop, load_sample_shop
 from .knowledge import BM25, Hit, KnowledgeBase
+from .support import Reply
 from .recommend import Recommender, compare_methods, time_split
+from .describe import Description, check_description, find_invented_numbers, find_missing
 from .reviews import ReviewAnalysis, ReviewAnalyzer, ReviewSummary
 
 __all__ = ["KnowledgeBase", "Hit", "BM25", "Recommender", "compare_methods", "time_split", "ReviewAnalyzer", "ReviewAnalysis",
-           "ReviewSummary", "sample_shop", "SampleShop"]
+           "ReviewSummary", "Reply", "Description", "check_description", "find_missing",
+           "find_invented_numbers", "sample_shop", "SampleShop"]
 
 
 def sample_shop() -> SampleShop:
