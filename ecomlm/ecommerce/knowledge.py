@@ -61,9 +61,15 @@ _WORD = re.compile(r"[a-z0-9]+(?:[.'-][a-z0-9]+)*|[\u3400-\u9fff]")
 
 def _stem(w: str) -> str:
     """A light suffix stripper: returns/returned/returning -> return."""
-    for suf, keep in (("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
-        if len(w) > len(suf) + 2 and w.endswith(suf) and not w.endswith("ss"):
-            return w[: -len(suf)] + keep
+    if len(w) > 4 and w.endswith("ies"):
+        return w[:-3] + "y"
+    if len(w) > 4 and w.endswith(("sses", "xes", "zes", "ches", "shes")):
+        return w[:-2]                                      # boxes -> box, dresses -> dress
+    for suf in ("ing", "ed"):
+        if len(w) > len(suf) + 2 and w.endswith(suf):
+            return w[: -len(suf)]
+    if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        return w[:-1]                                      # shoes -> shoe, returns -> return
     return w
 
 
