@@ -250,3 +250,13 @@ def test_faithfulness_checks():
         find_missing(None, attrs)
     with pytest.raises(BadRequestError):
         find_missing("x", attrs, keys=["nope"])
+
+
+def test_kb_search_many_matches_search():
+    kb = KnowledgeBase.from_records(RECORDS, embedder=bag_embedder)
+    qs = ["shipping cost", "refund window"]
+    assert [[h.id for h in hs] for hs in kb.search_many(qs, k=2)] == [[h.id for h in kb.search(q, k=2)] for q in qs]
+    with pytest.raises(BadRequestError):
+        kb.search_many([])
+    with pytest.raises(BadRequestError):
+        kb.search_many(["ok", ""])

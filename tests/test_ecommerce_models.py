@@ -26,7 +26,7 @@ def kb(shop):
 
 def test_kb_retrieval_on_held_out_questions(shop, kb):
     qs = [q for q in shop.questions if q["type"] == "in_scope"]
-    hits = [kb.search(q["question"], k=3) for q in qs]
+    hits = kb.search_many([q["question"] for q in qs], k=3)
     top1 = np.mean([h[0].id == q["kb_id"] for h, q in zip(hits, qs)])
     top3 = np.mean([q["kb_id"] in [x.id for x in h] for h, q in zip(hits, qs)])
     # measured 0.880 / 0.974 (issue 7 asks 0.90 top-1: not met by MiniLM alone, see the report)
@@ -34,8 +34,8 @@ def test_kb_retrieval_on_held_out_questions(shop, kb):
 
 
 def test_kb_out_of_scope_scores_lower(shop, kb):
-    inscope = [kb.search(q["question"])[0].score for q in shop.questions if q["type"] == "in_scope"]
-    oos = [kb.search(q["question"])[0].score for q in shop.questions if q.get("reason") == "out_of_scope"]
+    inscope = [h[0].score for h in kb.search_many([q["question"] for q in shop.questions if q["type"] == "in_scope"])]
+    oos = [h[0].score for h in kb.search_many([q["question"] for q in shop.questions if q.get("reason") == "out_of_scope"])]
     assert np.median(oos) < np.quantile(inscope, 0.1)
 
 

@@ -8,11 +8,14 @@ recommender: recall@10, NDCG@10, coverage on a time-based split (last 20 % of ev
 reviews:     sentiment accuracy and aspect F1 on a seeded 80/20 split of the reviews
 """
 
+import os
 import sys
 import time
 
 import numpy as np
 import pandas as pd
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
 from ecomlm.ecommerce import KnowledgeBase, ReviewAnalyzer, compare_methods, sample_shop, time_split
 
@@ -22,7 +25,7 @@ def kb(shop):
     for label, kw in (("entry text only", dict(question_weight=0.0)), ("text + FAQ questions (default)", {}),
                       ("default + BM25 0.2", dict(lexical_weight=0.2))):
         base = KnowledgeBase.from_records(shop.kb_records("en"), **kw)
-        hits = [base.search(q["question"], k=3) for q in qs]
+        hits = base.search_many([q["question"] for q in qs], k=3)
         top1 = np.mean([h[0].id == q["kb_id"] for h, q in zip(hits, qs)])
         top3 = np.mean([q["kb_id"] in [x.id for x in h] for h, q in zip(hits, qs)])
         print(f"  {label:32s} top-1 {top1:.3f}  top-3 {top3:.3f}  (n={len(qs)})")

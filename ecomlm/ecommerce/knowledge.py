@@ -282,10 +282,11 @@ class KnowledgeBase:
         return f"<KnowledgeBase {len(self)} entries>"
 
     # --------------------------------------------------------------- search
-    def scores(self, query: str, lang: Optional[str] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def scores(self, query: str, lang: Optional[str] = None, _vec: Optional[np.ndarray] = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(hybrid, dense, lexical) score of every entry for `query`."""
         V.text(query, "query")
-        q = self.embed([query])[0]
+        q = self.embed([query])[0] if _vec is None else _vec
         dense = self.vectors @ q
         if len(self.q_owner) and self.question_weight > 0:
             best_q = dense.copy()                             # entries without questions: their text
@@ -307,10 +308,22 @@ class KnowledgeBase:
         """The k best entries for `query`, best first. `lang` keeps entries
         whose "lang" field matches (entries without one always match);
         `min_score` drops weaker hits."""
+        return self._search(query, k, lang, min_score, None)
+
+    def search_many(self, queries, k: int = 3, *, lang: Optional[str] = None,
+                    min_score: Optional[float] = None) -> list[list[Hit]]:
+        """search() for many queries, embedded in one batch."""
+        queries = V.texts(queries, "queries")
+        for i, q in enumerate(queries):
+            V.text(q, f"queries[{i}]")
+        vecs = self.embed(queries)
+        return [self._search(q, k, lang, min_score, v) for q, v in zip(queries, vecs)]
+
+    def _search(self, query, k, lang, min_score, vec) -> list[Hit]:
         V.positive_int(k, "k")
         if lang is not None and not isinstance(lang, str):
             raise BadRequestError("lang must be a language code such as 'en'", param="lang")
-        hybrid, dense, lex = self.scores(query, lang)
+        hybrid, dense, lex = self.scores(query, lang, vec)
         order = np.argsort(-hybrid, kind="stable")[:k]
         hits = []
         for i in order:
