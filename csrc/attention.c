@@ -45,7 +45,7 @@ void ecm_rope_inv_freq(float *inv_freq, int HD, const ecm_rope_config *rc) {
 }
 
 void ecm_rope_forward(float *x, int stride, const int32_t *pos, const float *inv_freq, int T, int n_heads,
-                      int HD) {
+                      int HD, int interleaved) {
     int half = HD / 2;
     int par = (size_t)T * n_heads * HD >= 16384 && !ecm_in_parallel();
 #pragma omp parallel for schedule(static) if (par)
@@ -58,7 +58,15 @@ void ecm_rope_forward(float *x, int stride, const int32_t *pos, const float *inv
         }
         for (int h = 0; h < n_heads; h++) {
             float *v = x + (size_t)t * stride + (size_t)h * HD;
-            for (int i = 0; i < half; i++) {
+            if (interleaved) { /* pairs (2i, 2i+1): GGUF's llama layout */
+                for (int i = 0; i < half; i++) {
+                    float x1 = v[2 * i], x2 = v[2 * i + 1];
+                    v[2 * i] = x1 * cs[i] - x2 * sn[i];
+                    v[2 * i + 1] = x2 * cs[i] + x1 * sn[i];
+                }
+                continue;
+            }
+            for (int i = 0; i < half; i++) { /* pairs (i, i + HD/2): rotate-half */
                 float x1 = v[i], x2 = v[i + half];
                 v[i] = x1 * cs[i] - x2 * sn[i];
                 v[i + half] = x2 * cs[i] + x1 * sn[i];

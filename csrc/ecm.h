@@ -231,9 +231,11 @@ typedef struct {
 /* inv_freq[HD/2] for this configuration. */
 void ecm_rope_inv_freq(float *inv_freq, int HD, const ecm_rope_config *rc);
 /* Rotate x[T, n_heads, HD] (row stride `stride` floats) in place, positions
- * pos[t], the rotate-half convention of Hugging Face Llama. */
+ * pos[t]: rotate-half pairs (i, i + HD/2) as Hugging Face Llama does, or
+ * with interleaved != 0 adjacent pairs (2i, 2i+1) as llama.cpp does for
+ * GGUF llama weights (whose q/k rows the converter permuted to match). */
 void ecm_rope_forward(float *x, int stride, const int32_t *pos, const float *inv_freq,
-                      int T, int n_heads, int HD);
+                      int T, int n_heads, int HD, int interleaved);
 
 /* Scaled dot-product attention for one sequence.
  * q[T, NH*HD] (stride ldq), k/v[S, NKV*HD] (stride ldk / ldv), out[T, NH*HD]

@@ -107,6 +107,9 @@ ecm_status ecm_pack_weights(ecm_packed *dst, float *storage, const void *w, ecm_
  * a: rows of x (stride lda); b: a panel slice [kc][NR]; add selects += . */
 typedef void (*ukernel_fn)(int mr, int kc, const float *a, int lda, const float *b, float *c, int ldc,
                            int nr, int add, const float *bias);
+/* rk(kc, a, b, pstride, c, add, bias): one row against four full panels. */
+typedef void (*rowkernel_fn)(int kc, const float *a, const float *b, size_t pstride, float *c, int add,
+                             const float *bias);
 
 static void store_tile(float *c, int ldc, const float *tile, int mr, int nr, int add, const float *bias) {
     for (int i = 0; i < mr; i++) {
@@ -190,36 +193,32 @@ static inline __attribute__((always_inline)) AVX2_ATTR void uk_avx2_body(const i
 #undef UK_OUT
 #undef UK_TILE
 
-/* One row: four k-steps in flight so the FMA chains do not wait on latency. */
-static AVX2_ATTR void uk_avx2_row(int kc, const float *a, const float *b, float *c, int nr, int add,
-                                  const float *bias) {
+/* One row of x against four full panels (64 outputs): eight FMA chains in
+ * flight, yet every output still sums its k terms in the same order as the
+ * MR-row kernel, so a row's result does not depend on how many rows share
+ * the call (batched decoding gives the same tokens as decoding alone). */
+static AVX2_ATTR void rk_avx2(int kc, const float *a, const float *b, size_t pstride, float *c, int add,
+                              const float *bias) {
     __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
-    int k = 0;
-    for (; k + 4 <= kc; k += 4) {
-        const float *bk = b + (size_t)k * NR;
-        __m256 a0 = _mm256_broadcast_ss(a + k), a1 = _mm256_broadcast_ss(a + k + 1);
-        __m256 a2 = _mm256_broadcast_ss(a + k + 2), a3 = _mm256_broadcast_ss(a + k + 3);
-        s0 = _mm256_fmadd_ps(a0, _mm256_load_ps(bk), s0);
-        s1 = _mm256_fmadd_ps(a0, _mm256_load_ps(bk + 8), s1);
-        s2 = _mm256_fmadd_ps(a1, _mm256_load_ps(bk + 16), s2);
-        s3 = _mm256_fmadd_ps(a1, _mm256_load_ps(bk + 24), s3);
-        s4 = _mm256_fmadd_ps(a2, _mm256_load_ps(bk + 32), s4);
-        s5 = _mm256_fmadd_ps(a2, _mm256_load_ps(bk + 40), s5);
-        s6 = _mm256_fmadd_ps(a3, _mm256_load_ps(bk + 48), s6);
-        s7 = _mm256_fmadd_ps(a3, _mm256_load_ps(bk + 56), s7);
+    const float *b0 = b, *b1 = b + pstride, *b2 = b + 2 * pstride, *b3 = b + 3 * pstride;
+    for (int k = 0; k < kc; k++) {
+        __m256 av = _mm256_broadcast_ss(a + k);
+        size_t o = (size_t)k * NR;
+        s0 = _mm256_fmadd_ps(av, _mm256_load_ps(b0 + o), s0);
+        s1 = _mm256_fmadd_ps(av, _mm256_load_ps(b0 + o + 8), s1);
+        s2 = _mm256_fmadd_ps(av, _mm256_load_ps(b1 + o), s2);
+        s3 = _mm256_fmadd_ps(av, _mm256_load_ps(b1 + o + 8), s3);
+        s4 = _mm256_fmadd_ps(av, _mm256_load_ps(b2 + o), s4);
+        s5 = _mm256_fmadd_ps(av, _mm256_load_ps(b2 + o + 8), s5);
+        s6 = _mm256_fmadd_ps(av, _mm256_load_ps(b3 + o), s6);
+        s7 = _mm256_fmadd_ps(av, _mm256_load_ps(b3 + o + 8), s7);
     }
-    for (; k < kc; k++) {
-        const float *bk = b + (size_t)k * NR;
-        __m256 a0 = _mm256_broadcast_ss(a + k);
-        s0 = _mm256_fmadd_ps(a0, _mm256_load_ps(bk), s0);
-        s1 = _mm256_fmadd_ps(a0, _mm256_load_ps(bk + 8), s1);
+    __m256 acc[8] = {s0, s1, s2, s3, s4, s5, s6, s7};
+    for (int j = 0; j < 8; j++) {
+        __m256 r = _mm256_add_ps(acc[j], bias ? _mm256_loadu_ps(bias + 8 * j) : _mm256_setzero_ps());
+        if (add) r = _mm256_add_ps(r, _mm256_loadu_ps(c + 8 * j));
+        _mm256_storeu_ps(c + 8 * j, r);
     }
-    s0 = _mm256_add_ps(_mm256_add_ps(s0, s2), _mm256_add_ps(s4, s6));
-    s1 = _mm256_add_ps(_mm256_add_ps(s1, s3), _mm256_add_ps(s5, s7));
-    float tile[NR];
-    _mm256_storeu_ps(tile, s0);
-    _mm256_storeu_ps(tile + 8, s1);
-    store_tile(c, 0, tile, 1, nr, add, bias);
 }
 
 static AVX2_ATTR void uk_avx2(int mr, int kc, const float *a, int lda, const float *b, float *c, int ldc,
@@ -230,7 +229,7 @@ static AVX2_ATTR void uk_avx2(int mr, int kc, const float *a, int lda, const flo
     case 4: uk_avx2_body(4, kc, a, lda, b, c, ldc, nr, add, bias); break;
     case 3: uk_avx2_body(3, kc, a, lda, b, c, ldc, nr, add, bias); break;
     case 2: uk_avx2_body(2, kc, a, lda, b, c, ldc, nr, add, bias); break;
-    default: uk_avx2_row(kc, a, b, c, nr, add, bias); break;
+    default: uk_avx2_body(1, kc, a, lda, b, c, ldc, nr, add, bias); break;
     }
 }
 
@@ -263,23 +262,24 @@ static inline __attribute__((always_inline)) AVX512_ATTR void uk_avx512_body(con
 #undef UK_ROW
 #undef UK_OUT
 
-static AVX512_ATTR void uk_avx512_row(int kc, const float *a, const float *b, float *c, int nr, int add,
-                                      const float *bias) {
+/* One row against four full panels, same per-output order as uk_avx512_body. */
+static AVX512_ATTR void rk_avx512(int kc, const float *a, const float *b, size_t pstride, float *c, int add,
+                                  const float *bias) {
     __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    int k = 0;
-    for (; k + 4 <= kc; k += 4) {
-        const float *bk = b + (size_t)k * NR;
-        s0 = _mm512_fmadd_ps(_mm512_set1_ps(a[k]), _mm512_load_ps(bk), s0);
-        s1 = _mm512_fmadd_ps(_mm512_set1_ps(a[k + 1]), _mm512_load_ps(bk + 16), s1);
-        s2 = _mm512_fmadd_ps(_mm512_set1_ps(a[k + 2]), _mm512_load_ps(bk + 32), s2);
-        s3 = _mm512_fmadd_ps(_mm512_set1_ps(a[k + 3]), _mm512_load_ps(bk + 48), s3);
+    for (int k = 0; k < kc; k++) {
+        __m512 av = _mm512_set1_ps(a[k]);
+        size_t o = (size_t)k * NR;
+        s0 = _mm512_fmadd_ps(av, _mm512_load_ps(b + o), s0);
+        s1 = _mm512_fmadd_ps(av, _mm512_load_ps(b + pstride + o), s1);
+        s2 = _mm512_fmadd_ps(av, _mm512_load_ps(b + 2 * pstride + o), s2);
+        s3 = _mm512_fmadd_ps(av, _mm512_load_ps(b + 3 * pstride + o), s3);
     }
-    for (; k < kc; k++) s0 = _mm512_fmadd_ps(_mm512_set1_ps(a[k]), _mm512_load_ps(b + (size_t)k * NR), s0);
-    __m512 r = _mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3));
-    __mmask16 mask = (__mmask16)((1u << nr) - 1u);
-    if (bias) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(mask, bias));
-    if (add) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(mask, c));
-    _mm512_mask_storeu_ps(c, mask, r);
+    __m512 acc[4] = {s0, s1, s2, s3};
+    for (int j = 0; j < 4; j++) {
+        __m512 r = _mm512_add_ps(acc[j], bias ? _mm512_loadu_ps(bias + 16 * j) : _mm512_setzero_ps());
+        if (add) r = _mm512_add_ps(r, _mm512_loadu_ps(c + 16 * j));
+        _mm512_storeu_ps(c + 16 * j, r);
+    }
 }
 
 static AVX512_ATTR void uk_avx512(int mr, int kc, const float *a, int lda, const float *b, float *c, int ldc,
@@ -296,65 +296,63 @@ static AVX512_ATTR void uk_avx512(int mr, int kc, const float *a, int lda, const
     case 4: uk_avx512_body(4, kc, a, lda, b, c, ldc, nr, add, bias); break;
     case 3: uk_avx512_body(3, kc, a, lda, b, c, ldc, nr, add, bias); break;
     case 2: uk_avx512_body(2, kc, a, lda, b, c, ldc, nr, add, bias); break;
-    default: uk_avx512_row(kc, a, b, c, nr, add, bias); break;
+    default: uk_avx512_body(1, kc, a, lda, b, c, ldc, nr, add, bias); break;
     }
 }
 #endif /* ECM_X86 */
 
-static void pick_kernel(ukernel_fn *uk, int *mr_max) {
+typedef struct {
+    ukernel_fn uk;
+    rowkernel_fn rk; /* NULL: use uk with mr = 1 */
+    int mr_max;
+} kernels;
+
+static kernels pick_kernel(void) {
 #ifdef ECM_X86
     switch (ecm_simd_level_get()) {
-    case ECM_SIMD_AVX512: *uk = uk_avx512; *mr_max = 12; return;
-    case ECM_SIMD_AVX2: *uk = uk_avx2; *mr_max = 6; return;
+    case ECM_SIMD_AVX512: return (kernels){uk_avx512, rk_avx512, 12};
+    case ECM_SIMD_AVX2: return (kernels){uk_avx2, rk_avx2, 6};
     default: break;
     }
 #endif
-    *uk = uk_scalar;
-    *mr_max = 6;
+    return (kernels){uk_scalar, NULL, 6};
 }
 
 /* out[M, cols of panels p0..p1) = x[M, 0:K] @ panels^T; panel p starts at
  * w + p * kstride * NR and only its first K rows are used. */
 static void gemm_panels(float *out, int ldo, const float *x, int ldx, const float *w, size_t kstride, int K,
-                        int N, int p0, int p1, int M, const float *bias, int accumulate, ukernel_fn uk,
-                        int mr_max) {
+                        int N, int p0, int p1, int M, const float *bias, int accumulate, kernels kn) {
     for (int pc0 = p0; pc0 < p1; pc0 += PANELS_PER_CHUNK) {
         int pc1 = pc0 + PANELS_PER_CHUNK < p1 ? pc0 + PANELS_PER_CHUNK : p1;
         for (int k0 = 0; k0 < K; k0 += KC) {
             int kc = K - k0 < KC ? K - k0 : KC;
             int add = accumulate || k0 > 0;
-            for (int i0 = 0; i0 < M; i0 += mr_max) {
-                int mr = M - i0 < mr_max ? M - i0 : mr_max;
+            for (int i0 = 0; i0 < M; i0 += kn.mr_max) {
+                int mr = M - i0 < kn.mr_max ? M - i0 : kn.mr_max;
                 const float *a = x + (size_t)i0 * ldx + k0;
-                for (int p = pc0; p < pc1; p++) {
+                for (int p = pc0; p < pc1;) {
                     int n0 = p * NR, nr = N - n0 < NR ? N - n0 : NR;
                     const float *b = w + ((size_t)p * kstride + (size_t)k0) * NR;
-                    uk(mr, kc, a, ldx, b, out + (size_t)i0 * ldo + n0, ldo, nr, add,
-                       (k0 == 0 && bias) ? bias + n0 : NULL);
+                    const float *bb = (k0 == 0 && bias) ? bias + n0 : NULL;
+                    if (mr == 1 && kn.rk && p + 4 <= pc1 && n0 + 4 * NR <= N) {
+                        kn.rk(kc, a, b, kstride * NR, out + (size_t)i0 * ldo + n0, add, bb);
+                        p += 4;
+                        continue;
+                    }
+                    kn.uk(mr, kc, a, ldx, b, out + (size_t)i0 * ldo + n0, ldo, nr, add, bb);
+                    p++;
                 }
             }
         }
     }
 }
 
-int omp_in_parallel_safe(void);
-int omp_in_parallel_safe(void) {
-#ifdef _OPENMP
-    return omp_in_parallel();
-#else
-    return 1;
-#endif
-}
-
 void ecm_matmul_packed(float *out, int ldo, const float *x, int ldx, const ecm_packed *w, const float *bias,
                        int M, int accumulate) {
-    ukernel_fn uk;
-    int mr_max;
-    pick_kernel(&uk, &mr_max);
+    kernels kn = pick_kernel();
     int n_panels = (w->N + NR - 1) / NR;
     if (ecm_in_parallel()) {
-        gemm_panels(out, ldo, x, ldx, w->data, (size_t)w->K, w->K, w->N, 0, n_panels, M, bias, accumulate, uk,
-                    mr_max);
+        gemm_panels(out, ldo, x, ldx, w->data, (size_t)w->K, w->K, w->N, 0, n_panels, M, bias, accumulate, kn);
         return;
     }
 #pragma omp parallel
@@ -367,28 +365,23 @@ void ecm_matmul_packed(float *out, int ldo, const float *x, int ldx, const ecm_p
         /* Contiguous panel ranges, balanced to within one panel. */
         int p0 = (int)((long)n_panels * tid / nt), p1 = (int)((long)n_panels * (tid + 1) / nt);
         if (p1 > p0)
-            gemm_panels(out, ldo, x, ldx, w->data, (size_t)w->K, w->K, w->N, p0, p1, M, bias, accumulate, uk,
-                        mr_max);
+            gemm_panels(out, ldo, x, ldx, w->data, (size_t)w->K, w->K, w->N, p0, p1, M, bias, accumulate, kn);
     }
 }
 
 void ecm_matmul_f32(float *out, int ldo, const float *a, int lda, const float *b, int ldb, int b_trans, int M,
                     int N, int K, float *work) {
-    ukernel_fn uk;
-    int mr_max;
-    pick_kernel(&uk, &mr_max);
+    kernels kn = pick_kernel();
     int n_panels = (N + NR - 1) / NR;
     for (int p = 0; p < n_panels; p++)
         pack_panel_f32(work + (size_t)p * K * NR, b, ldb, b_trans, p * NR, N, K);
-    gemm_panels(out, ldo, a, lda, work, (size_t)K, K, N, 0, n_panels, M, NULL, 0, uk, mr_max);
+    gemm_panels(out, ldo, a, lda, work, (size_t)K, K, N, 0, n_panels, M, NULL, 0, kn);
 }
 
 void ecm_matmul_prepacked(float *out, int ldo, const float *a, int lda, const float *panels, size_t kstride,
                           int K, int N, int M) {
-    ukernel_fn uk;
-    int mr_max;
-    pick_kernel(&uk, &mr_max);
-    gemm_panels(out, ldo, a, lda, panels, kstride, K, N, 0, (N + NR - 1) / NR, M, NULL, 0, uk, mr_max);
+    kernels kn = pick_kernel();
+    gemm_panels(out, ldo, a, lda, panels, kstride, K, N, 0, (N + NR - 1) / NR, M, NULL, 0, kn);
 }
 void ecm_pack_panels(float *dst, const float *b, int ldb, int b_trans, int N, int K) {
     int n_panels = (N + NR - 1) / NR;

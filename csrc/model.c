@@ -2,11 +2,13 @@
  * KV cache, and the entry points that dispatch to an architecture. */
 #define _GNU_SOURCE
 #include "model.h"
+#include "quants.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <math.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -61,6 +63,8 @@ static ecm_status check_config(const ecm_config *c) {
 
 typedef struct {
     ecm_model *m;
+    const ecm_weight_type *types;
+    int n_types;
     float *base;   /* NULL on the sizing pass */
     size_t used;   /* floats */
     int overflow;
@@ -102,14 +106,31 @@ static float *table(layout_ctx *lc, const char *name, int rows, int cols) {
     return p;
 }
 
+static int weight_type(const layout_ctx *lc, const char *name) {
+    for (int i = 0; i < lc->n_types; i++)
+        if (!strcmp(lc->types[i].name, name)) return lc->types[i].qtype;
+    return 0;
+}
+
 static void linear(layout_ctx *lc, ecm_linear *lin, const char *prefix, int N, int K, int bias) {
     char name[64];
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    int qt = weight_type(lc, name);
+    if (qt == 1 || qt == 30) qt = 0; /* F16 / BF16 weights are widened to packed fp32 */
     lin->N = N;
     lin->K = K;
+    lin->qtype = qt;
     lin->w.N = N;
     lin->w.K = K;
-    lin->w.data = carve(lc, ecm_packed_floats(N, K));
-    snprintf(name, sizeof name, "%s.weight", prefix);
+    lin->w.data = NULL;
+    lin->q = NULL;
+    if (qt == 0) {
+        lin->w.data = carve(lc, ecm_packed_floats(N, K));
+    } else {
+        size_t row = ecm_quant_row_bytes(qt, K), bytes;
+        if (!row || !ecm_mul_size(row, (size_t)N, &bytes)) lc->overflow = 1, bytes = 0;
+        lin->q = carve(lc, (bytes + 3) / 4);
+    }
     add_slot(lc, name, ECM_SLOT_LINEAR, N, K, NULL, lin);
     lin->b = NULL;
     if (bias) {
@@ -166,17 +187,24 @@ static void layout(layout_ctx *lc) {
     m->inv_freq = carve(lc, (size_t)(HD / 2 + 1));
 }
 
-ecm_status ecm_model_init(ecm_model *m, const ecm_config *cfg) {
+ecm_status ecm_model_init(ecm_model *m, const ecm_config *cfg, const ecm_weight_type *types, int n_types) {
     memset(m, 0, sizeof *m);
     ecm_status st = check_config(cfg);
     if (st != ECM_OK) return st;
+    for (int i = 0; i < n_types; i++) {
+        int qt = types[i].qtype;
+        if (qt != 0 && qt != 1 && qt != 30 && (!ecm_type_traits_get(qt) || qt == 15))
+            return ecm_fail(ECM_ERR_VALUE, "weight %s: GGML type %d (%s) is not supported", types[i].name, qt,
+                            ecm_type_name(qt));
+    }
     m->cfg = *cfg;
     m->n_threads = ecm_default_threads();
-    layout_ctx lc = {m, NULL, 0, 0, 0};
+    layout_ctx lc = {m, types, n_types, NULL, 0, 0, 0};
     layout(&lc);
     size_t bytes;
     if (lc.overflow || !ecm_mul_size(lc.used, sizeof(float), &bytes))
-        return ecm_fail(ECM_ERR_VALUE, "config: the model's size overflows");
+        return ecm_fail(ECM_ERR_VALUE, "config: the model's size overflows, or a quantised weight's row "
+                                       "is not a whole number of blocks");
     long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
     if (pages > 0 && psize > 0 && bytes / (size_t)psize > (size_t)pages)
         return ecm_fail(ECM_ERR_VALUE, "config: the model needs %.1f GiB of weights, more than this machine's memory",
@@ -189,7 +217,7 @@ ecm_status ecm_model_init(ecm_model *m, const ecm_config *cfg) {
         return ecm_fail(ECM_ERR_NOMEM, "out of memory allocating %.1f MiB of weights", (double)bytes / (1 << 20));
     }
     m->slab_floats = lc.used;
-    layout_ctx lc2 = {m, m->slab, 0, 0, 0};
+    layout_ctx lc2 = {m, types, n_types, m->slab, 0, 0, 0};
     layout(&lc2);
     ECM_ASSERT(lc2.used == lc.used && lc2.n_slots == lc.n_slots);
     m->n_slots = lc2.n_slots;
@@ -214,6 +242,9 @@ ecm_status ecm_model_set_tensor(ecm_model *m, int i, const void *src, ecm_dtype 
     if (i < 0 || i >= m->n_slots) return ecm_fail(ECM_ERR_VALUE, "no weight slot %d", i);
     ecm_slot *s = &m->slots[i];
     ecm_status st;
+    if (s->kind == ECM_SLOT_LINEAR && s->lin->qtype != 0)
+        return ecm_fail(ECM_ERR_VALUE, "weight %s is stored as %s: set it from quantised rows", s->name,
+                        ecm_type_name(s->lin->qtype));
     if (s->kind == ECM_SLOT_LINEAR) {
         st = ecm_pack_weights(&s->lin->w, s->lin->w.data, src, t, s->shape[0], s->shape[1], transposed);
     } else if (transposed && s->n_dims == 2) {
@@ -227,6 +258,36 @@ ecm_status ecm_model_set_tensor(ecm_model *m, int i, const void *src, ecm_dtype 
     } else {
         size_t n = (size_t)s->shape[0] * (size_t)(s->n_dims == 2 ? s->shape[1] : 1);
         st = ecm_convert_to_f32(s->dst, src, t, n);
+    }
+    if (st == ECM_OK) s->set = 1;
+    return st;
+}
+
+ecm_status ecm_model_set_tensor_quant(ecm_model *m, int i, const void *src, size_t nbytes, int qtype) {
+    if (i < 0 || i >= m->n_slots) return ecm_fail(ECM_ERR_VALUE, "no weight slot %d", i);
+    ecm_slot *s = &m->slots[i];
+    int rows = s->n_dims == 2 ? s->shape[0] : 1, K = s->n_dims == 2 ? s->shape[1] : s->shape[0];
+    size_t row = ecm_quant_row_bytes(qtype, K);
+    if (!row || !ecm_type_traits_get(qtype))
+        return ecm_fail(ECM_ERR_VALUE, "weight %s: GGML type %s cannot hold rows of %d", s->name, ecm_type_name(qtype), K);
+    if (nbytes != row * (size_t)rows)
+        return ecm_fail(ECM_ERR_VALUE, "weight %s: %zu bytes given, %zu expected for %d rows of %s", s->name, nbytes,
+                        row * (size_t)rows, rows, ecm_type_name(qtype));
+    const uint8_t *p = src;
+    ecm_status st = ECM_OK;
+    if (s->kind == ECM_SLOT_LINEAR && s->lin->qtype != 0) {
+        if (s->lin->qtype != qtype)
+            return ecm_fail(ECM_ERR_VALUE, "weight %s was planned as %s, got %s", s->name, ecm_type_name(s->lin->qtype),
+                            ecm_type_name(qtype));
+        memcpy(s->lin->q, src, nbytes);
+    } else if (s->kind == ECM_SLOT_LINEAR) { /* dequantise, then pack */
+        float *tmp = ecm_alloc((size_t)rows * K * sizeof(float));
+        if (!tmp) return ECM_ERR_NOMEM;
+        for (int r = 0; r < rows && st == ECM_OK; r++) st = ecm_dequantize_row(tmp + (size_t)r * K, p + r * row, qtype, K);
+        if (st == ECM_OK) st = ecm_pack_weights(&s->lin->w, s->lin->w.data, tmp, ECM_DTYPE_F32, rows, K, 0);
+        ecm_free(tmp);
+    } else {
+        for (int r = 0; r < rows && st == ECM_OK; r++) st = ecm_dequantize_row(s->dst + (size_t)r * K, p + r * row, qtype, K);
     }
     if (st == ECM_OK) s->set = 1;
     return st;
@@ -279,8 +340,27 @@ void ecm_kvcache_free(ecm_kvcache *c) {
 
 /* ---------------------------------------------------------------- forward */
 
-void ecm_linear_forward(float *out, const float *x, const ecm_linear *lin, int M, int accumulate) {
-    ecm_matmul_packed(out, lin->N, x, lin->K, &lin->w, lin->b, M, accumulate);
+ecm_status ecm_linear_forward(float *out, const float *x, const ecm_linear *lin, int M, int accumulate) {
+    if (lin->qtype == 0) {
+        ecm_matmul_packed(out, lin->N, x, lin->K, &lin->w, lin->b, M, accumulate);
+        return ECM_OK;
+    }
+    size_t n = (size_t)M * lin->N;
+    float *dst = accumulate ? ecm_alloc(n * sizeof(float)) : out;
+    if (!dst) return ECM_ERR_NOMEM;
+    ecm_status st = ecm_matmul_quant(dst, lin->N, x, lin->K, lin->q, lin->qtype, lin->N, lin->K, M);
+    if (st == ECM_OK && (accumulate || lin->b)) {
+        int par = n >= 32768 && !ecm_in_parallel();
+#pragma omp parallel for schedule(static) if (par)
+        for (int r = 0; r < M; r++) {
+            float *o = out + (size_t)r * lin->N;
+            const float *d = dst + (size_t)r * lin->N;
+            for (int j = 0; j < lin->N; j++)
+                o[j] = (accumulate ? o[j] : 0.0f) + (d[j] + (lin->b ? lin->b[j] : 0.0f));
+        }
+    }
+    if (accumulate) ecm_free(dst);
+    return st;
 }
 
 static void set_threads(const ecm_model *m) {
@@ -291,25 +371,109 @@ static void set_threads(const ecm_model *m) {
 #endif
 }
 
+ecm_status ecm_model_forward_batch(ecm_model *m, ecm_kvcache **caches, const int *n_tokens, int n_seq,
+                                   const int32_t *ids, float *logits, int all_logits) {
+    const ecm_config *c = &m->cfg;
+    if (c->arch == ECM_ARCH_BERT)
+        return ecm_fail(ECM_ERR_VALUE, "an encoder (bert) model has no next-token logits; use embed()");
+    if (n_seq <= 0) return ecm_fail(ECM_ERR_VALUE, "no sequences given");
+    int R = 0;
+    for (int s = 0; s < n_seq; s++) {
+        ecm_kvcache *kc = caches[s];
+        int T = n_tokens[s];
+        if (T <= 0) return ecm_fail(ECM_ERR_VALUE, "token_ids of sequence %d must not be empty", s);
+        if (kc->n_layer != c->n_layer || kc->kv_dim != c->n_kv_head * c->head_dim)
+            return ecm_fail(ECM_ERR_VALUE, "the KV cache of sequence %d belongs to a different model", s);
+        if (T > kc->max_T - kc->n_past)
+            return ecm_fail(ECM_ERR_VALUE, "%d tokens do not fit: the KV cache holds %d and has %d free", T,
+                            kc->max_T, kc->max_T - kc->n_past);
+        if (c->arch == ECM_ARCH_GPT2 && kc->n_past + T > c->max_pos)
+            return ecm_fail(ECM_ERR_VALUE, "position %d exceeds the model's %d learned positions", kc->n_past + T - 1,
+                            c->max_pos);
+        for (int t = 0; t < s; t++)
+            if (caches[t] == kc) return ecm_fail(ECM_ERR_VALUE, "sequences %d and %d share one KV cache", t, s);
+        if (R > INT32_MAX - T) return ecm_fail(ECM_ERR_VALUE, "too many tokens in one batch");
+        R += T;
+    }
+    for (int r = 0; r < R; r++)
+        if (ids[r] < 0 || ids[r] >= c->vocab)
+            return ecm_fail(ECM_ERR_VALUE, "token id %d at position %d is out of range [0, %d)", ids[r], r, c->vocab);
+    int *start = malloc((size_t)(n_seq + 1) * sizeof(int));
+    int32_t *pos = malloc((size_t)R * sizeof(int32_t));
+    if (!start || !pos) {
+        free(start);
+        free(pos);
+        return ecm_fail(ECM_ERR_NOMEM, "out of memory");
+    }
+    for (int s = 0, r = 0; s < n_seq; s++) {
+        start[s] = r;
+        for (int t = 0; t < n_tokens[s]; t++) pos[r++] = caches[s]->n_past + t;
+    }
+    start[n_seq] = R;
+    ecm_batch b = {caches, start, pos, n_seq, R};
+    set_threads(m);
+    ecm_status st = c->arch == ECM_ARCH_GPT2 ? ecm_gpt2_forward(m, &b, ids, logits, all_logits)
+                                             : ecm_llama_forward(m, &b, ids, logits, all_logits);
+    if (st == ECM_OK)
+        for (int s = 0; s < n_seq; s++) caches[s]->n_past += n_tokens[s];
+    free(start);
+    free(pos);
+    return st;
+}
+
 ecm_status ecm_model_forward(ecm_model *m, ecm_kvcache *cache, const int32_t *ids, int T, float *logits,
                              int all_logits) {
-    if (m->cfg.arch == ECM_ARCH_BERT)
-        return ecm_fail(ECM_ERR_VALUE, "an encoder (bert) model has no next-token logits; use embed()");
-    if (T <= 0) return ecm_fail(ECM_ERR_VALUE, "token_ids must not be empty");
-    if (cache->n_layer != m->cfg.n_layer || cache->kv_dim != m->cfg.n_kv_head * m->cfg.head_dim)
-        return ecm_fail(ECM_ERR_VALUE, "the KV cache belongs to a different model");
-    if (T > cache->max_T - cache->n_past)
-        return ecm_fail(ECM_ERR_VALUE, "%d tokens do not fit: the KV cache holds %d and has %d free", T, cache->max_T,
-                        cache->max_T - cache->n_past);
-    for (int t = 0; t < T; t++)
-        if (ids[t] < 0 || ids[t] >= m->cfg.vocab)
-            return ecm_fail(ECM_ERR_VALUE, "token id %d at position %d is out of range [0, %d)", ids[t], t,
-                            m->cfg.vocab);
-    set_threads(m);
-    ecm_status st = m->cfg.arch == ECM_ARCH_GPT2 ? ecm_gpt2_forward(m, cache, ids, T, logits, all_logits)
-                                                 : ecm_llama_forward(m, cache, ids, T, logits, all_logits);
-    if (st == ECM_OK) cache->n_past += T;
+    return ecm_model_forward_batch(m, &cache, &T, 1, ids, logits, all_logits);
+}
+
+ecm_status ecm_batch_attention(const ecm_batch *b, int l, float *att, int ldatt, const float *qkv, int ldqkv,
+                               int koff, int voff, int NH, int NKV, int HD) {
+    int KVD = NKV * HD;
+    for (int s = 0; s < b->n_seq; s++) {
+        ecm_kvcache *kc = b->caches[s];
+        float *kl = kc->k + (size_t)l * kc->max_T * KVD, *vl = kc->v + (size_t)l * kc->max_T * KVD;
+        for (int r = b->seq_start[s]; r < b->seq_start[s + 1]; r++) {
+            memcpy(kl + (size_t)b->pos[r] * KVD, qkv + (size_t)r * ldqkv + koff, (size_t)KVD * sizeof(float));
+            memcpy(vl + (size_t)b->pos[r] * KVD, qkv + (size_t)r * ldqkv + voff, (size_t)KVD * sizeof(float));
+        }
+    }
+    float scale = 1.0f / sqrtf((float)HD);
+    ecm_status st = ECM_OK;
+    /* Many short sequences (batched decoding): one sequence per thread.
+     * Few or long ones: each attention call parallelises over its heads. */
+    int outer = b->n_seq > 1 && b->R <= 4 * b->n_seq && !ecm_in_parallel();
+#pragma omp parallel for schedule(dynamic, 1) if (outer)
+    for (int s = 0; s < b->n_seq; s++) {
+        ecm_kvcache *kc = b->caches[s];
+        int r0 = b->seq_start[s], T = b->seq_start[s + 1] - r0, P = kc->n_past;
+        ecm_status st1 = ecm_attention_forward(att + (size_t)r0 * ldatt, ldatt, qkv + (size_t)r0 * ldqkv, ldqkv,
+                                               kc->k + (size_t)l * kc->max_T * KVD, KVD,
+                                               kc->v + (size_t)l * kc->max_T * KVD, KVD, NULL, T, P, NH, NKV, HD,
+                                               scale, 1);
+        if (st1 != ECM_OK) {
+#pragma omp critical(ecm_batch_status)
+            st = st1;
+        }
+    }
     return st;
+}
+
+ecm_status ecm_kvcache_copy(ecm_kvcache *dst, const ecm_kvcache *src, int n) {
+    if (dst->n_layer != src->n_layer || dst->kv_dim != src->kv_dim)
+        return ecm_fail(ECM_ERR_VALUE, "the KV caches belong to different models");
+    if (n < 0 || n > src->n_past) return ecm_fail(ECM_ERR_VALUE, "can copy at most %d tokens, asked %d", src->n_past, n);
+    if (n > dst->max_T) return ecm_fail(ECM_ERR_VALUE, "%d tokens do not fit a cache of %d", n, dst->max_T);
+    if (dst == src) {
+        dst->n_past = n;
+        return ECM_OK;
+    }
+    size_t row = (size_t)src->kv_dim * sizeof(float);
+    for (int l = 0; l < src->n_layer; l++) {
+        memcpy(dst->k + (size_t)l * dst->max_T * dst->kv_dim, src->k + (size_t)l * src->max_T * src->kv_dim, row * n);
+        memcpy(dst->v + (size_t)l * dst->max_T * dst->kv_dim, src->v + (size_t)l * src->max_T * src->kv_dim, row * n);
+    }
+    dst->n_past = n;
+    return ECM_OK;
 }
 
 ecm_status ecm_model_embed(ecm_model *m, const int32_t *ids, const int32_t *mask, const int32_t *type_ids, int B,

@@ -27,18 +27,18 @@ ecm_status ecm_bert_encode(ecm_model *m, const int32_t *ids, const int32_t *pos,
     float scale = 1.0f / sqrtf((float)HD);
     for (int l = 0; l < c->n_layer && st == ECM_OK; l++) {
         const ecm_layer *ly = &m->layers[l];
-        ecm_linear_forward(qkv, x, &ly->qkv, R, 0);
+        if (st == ECM_OK) st = ecm_linear_forward(qkv, x, &ly->qkv, R, 0);
         for (int s = 0; s < n_seq && st == ECM_OK; s++) {
             size_t r0 = (size_t)seq_start[s];
             int T = seq_start[s + 1] - seq_start[s];
             st = ecm_attention_forward(att + r0 * QD, QD, qkv + r0 * QKV, QKV, qkv + r0 * QKV + QD, QKV,
                                        qkv + r0 * QKV + 2 * QD, QKV, NULL, T, 0, NH, NH, HD, scale, 0);
         }
-        ecm_linear_forward(x, att, &ly->proj, R, 1); /* x = LN(x + att @ Wo^T + bo) */
+        if (st == ECM_OK) st = ecm_linear_forward(x, att, &ly->proj, R, 1); /* x = LN(x + att @ Wo^T + bo) */
         ecm_layernorm_forward(x, x, ly->attn_out_norm_w, ly->attn_out_norm_b, R, C, c->norm_eps);
-        ecm_linear_forward(h, x, &ly->up, R, 0);
+        if (st == ECM_OK) st = ecm_linear_forward(h, x, &ly->up, R, 0);
         ecm_gelu_erf_forward(h, h, (size_t)R * F);
-        ecm_linear_forward(x, h, &ly->down, R, 1);  /* x = LN(x + gelu(...) @ Wd^T + bd) */
+        if (st == ECM_OK) st = ecm_linear_forward(x, h, &ly->down, R, 1);  /* x = LN(x + gelu(...) @ Wd^T + bd) */
         ecm_layernorm_forward(x, x, ly->ffn_out_norm_w, ly->ffn_out_norm_b, R, C, c->norm_eps);
     }
     ecm_free(qkv);

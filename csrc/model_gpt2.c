@@ -3,50 +3,43 @@
  * layer hands the same table to both slots). Composition of kernels only. */
 #include "model.h"
 
-#include <math.h>
 #include <string.h>
 
-ecm_status ecm_gpt2_forward(ecm_model *m, ecm_kvcache *cache, const int32_t *ids, int T, float *logits, int all) {
+ecm_status ecm_gpt2_forward(ecm_model *m, const ecm_batch *b, const int32_t *ids, float *logits, int all) {
     const ecm_config *c = &m->cfg;
-    int C = c->d_model, NH = c->n_head, HD = c->head_dim, F = c->d_ff, V = c->vocab;
-    int QKV = 3 * NH * HD, KVD = NH * HD, P = cache->n_past;
-    if (P + T > c->max_pos)
-        return ecm_fail(ECM_ERR_VALUE, "position %d exceeds the model's %d learned positions", P + T - 1, c->max_pos);
-    size_t n = (size_t)T * (2 * C + QKV + KVD + F);
-    float *x = ecm_alloc(n * sizeof(float)); /* (T, C) residual stream */
+    int C = c->d_model, NH = c->n_head, HD = c->head_dim, F = c->d_ff, R = b->R;
+    int KVD = NH * HD, QKV = 3 * KVD;
+    size_t n = (size_t)R * (2 * C + QKV + KVD + F);
+    float *x = ecm_alloc(n * sizeof(float)); /* (R, C) residual stream */
     if (!x) return ECM_ERR_NOMEM;
-    float *xn = x + (size_t)T * C;           /* (T, C) normalised */
-    float *qkv = xn + (size_t)T * C;         /* (T, QKV) */
-    float *att = qkv + (size_t)T * QKV;      /* (T, NH*HD) */
-    float *h = att + (size_t)T * KVD;        /* (T, F) */
+    float *xn = x + (size_t)R * C;           /* (R, C) normalised */
+    float *qkv = xn + (size_t)R * C;         /* (R, QKV) */
+    float *att = qkv + (size_t)R * QKV;      /* (R, NH*HD) */
+    float *h = att + (size_t)R * KVD;        /* (R, F) */
 
-    for (int t = 0; t < T; t++) {
-        const float *te = m->tok_embd + (size_t)ids[t] * C, *pe = m->pos_embd + (size_t)(P + t) * C;
-        for (int i = 0; i < C; i++) x[(size_t)t * C + i] = te[i] + pe[i];
+    for (int r = 0; r < R; r++) { /* x = wte[ids] + wpe[pos] */
+        const float *te = m->tok_embd + (size_t)ids[r] * C, *pe = m->pos_embd + (size_t)b->pos[r] * C;
+        for (int i = 0; i < C; i++) x[(size_t)r * C + i] = te[i] + pe[i];
     }
     ecm_status st = ECM_OK;
     for (int l = 0; l < c->n_layer && st == ECM_OK; l++) {
         const ecm_layer *ly = &m->layers[l];
-        float *kc = cache->k + ((size_t)l * cache->max_T) * KVD, *vc = cache->v + ((size_t)l * cache->max_T) * KVD;
-        ecm_layernorm_forward(xn, x, ly->attn_norm_w, ly->attn_norm_b, T, C, c->norm_eps);
-        ecm_linear_forward(qkv, xn, &ly->qkv, T, 0);
-        for (int t = 0; t < T; t++) {
-            memcpy(kc + (size_t)(P + t) * KVD, qkv + (size_t)t * QKV + KVD, (size_t)KVD * sizeof(float));
-            memcpy(vc + (size_t)(P + t) * KVD, qkv + (size_t)t * QKV + 2 * KVD, (size_t)KVD * sizeof(float));
-        }
-        st = ecm_attention_forward(att, KVD, qkv, QKV, kc, KVD, vc, KVD, NULL, T, P, NH, NH, HD,
-                                   1.0f / sqrtf((float)HD), 1);
-        ecm_linear_forward(x, att, &ly->proj, T, 1); /* x += att @ Wo^T + bo */
-        ecm_layernorm_forward(xn, x, ly->ffn_norm_w, ly->ffn_norm_b, T, C, c->norm_eps);
-        ecm_linear_forward(h, xn, &ly->up, T, 0);
-        ecm_gelu_tanh_forward(h, h, (size_t)T * F);
-        ecm_linear_forward(x, h, &ly->down, T, 1);   /* x += gelu(...) @ Wd^T + bd */
+        ecm_layernorm_forward(xn, x, ly->attn_norm_w, ly->attn_norm_b, R, C, c->norm_eps);
+        if (st == ECM_OK) st = ecm_linear_forward(qkv, xn, &ly->qkv, R, 0);
+        if (st == ECM_OK) st = ecm_batch_attention(b, l, att, KVD, qkv, QKV, KVD, 2 * KVD, NH, NH, HD);
+        if (st == ECM_OK) st = ecm_linear_forward(x, att, &ly->proj, R, 1); /* x += att @ Wo^T + bo */
+        ecm_layernorm_forward(xn, x, ly->ffn_norm_w, ly->ffn_norm_b, R, C, c->norm_eps);
+        if (st == ECM_OK) st = ecm_linear_forward(h, xn, &ly->up, R, 0);
+        ecm_gelu_tanh_forward(h, h, (size_t)R * F);
+        if (st == ECM_OK) st = ecm_linear_forward(x, h, &ly->down, R, 1);   /* x += gelu(...) @ Wd^T + bd */
     }
     if (st == ECM_OK) {
-        int rows = all ? T : 1;
-        const float *src = all ? x : x + (size_t)(T - 1) * C;
-        ecm_layernorm_forward(xn, src, m->norm_w, m->norm_b, rows, C, c->norm_eps);
-        ecm_matmul_packed(logits, V, xn, C, &m->lm_head.w, NULL, rows, 0);
+        int rows = all ? R : b->n_seq;
+        if (!all) /* the last token of each sequence, gathered into xn's rows */
+            for (int s = 0; s < b->n_seq; s++)
+                memcpy(xn + (size_t)s * C, x + (size_t)(b->seq_start[s + 1] - 1) * C, (size_t)C * sizeof(float));
+        ecm_layernorm_forward(xn, all ? x : xn, m->norm_w, m->norm_b, rows, C, c->norm_eps);
+        st = ecm_linear_forward(logits, xn, &m->lm_head, rows, 0);
     }
     ecm_free(x);
     return st;

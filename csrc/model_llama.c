@@ -4,57 +4,44 @@
  * Composition of kernels only. */
 #include "model.h"
 
-#include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
-ecm_status ecm_llama_forward(ecm_model *m, ecm_kvcache *cache, const int32_t *ids, int T, float *logits, int all) {
+ecm_status ecm_llama_forward(ecm_model *m, const ecm_batch *b, const int32_t *ids, float *logits, int all) {
     const ecm_config *c = &m->cfg;
-    int C = c->d_model, NH = c->n_head, NKV = c->n_kv_head, HD = c->head_dim, F = c->d_ff, V = c->vocab;
-    int QD = NH * HD, KVD = NKV * HD, QKV = QD + 2 * KVD, P = cache->n_past;
-    size_t n = (size_t)T * (2 * C + QKV + QD + 3 * F);
-    float *x = ecm_alloc(n * sizeof(float)); /* (T, C) residual stream */
-    int32_t *pos = malloc((size_t)T * sizeof(int32_t));
-    if (!x || !pos) {
-        ecm_free(x);
-        free(pos);
-        return ecm_fail(ECM_ERR_NOMEM, "out of memory for %d tokens", T);
-    }
-    float *xn = x + (size_t)T * C;      /* (T, C) */
-    float *qkv = xn + (size_t)T * C;    /* (T, QKV): q | k | v */
-    float *att = qkv + (size_t)T * QKV; /* (T, QD) */
-    float *gu = att + (size_t)T * QD;   /* (T, 2F): gate | up */
-    float *h = gu + (size_t)T * 2 * F;  /* (T, F) */
-    for (int t = 0; t < T; t++) pos[t] = P + t;
+    int C = c->d_model, NH = c->n_head, NKV = c->n_kv_head, HD = c->head_dim, F = c->d_ff;
+    int R = b->R, QD = NH * HD, KVD = NKV * HD, QKV = QD + 2 * KVD;
+    size_t n = (size_t)R * (2 * C + QKV + QD + 3 * F);
+    float *x = ecm_alloc(n * sizeof(float)); /* (R, C) residual stream */
+    if (!x) return ECM_ERR_NOMEM;
+    float *xn = x + (size_t)R * C;      /* (R, C) */
+    float *qkv = xn + (size_t)R * C;    /* (R, QKV): q | k | v */
+    float *att = qkv + (size_t)R * QKV; /* (R, QD) */
+    float *gu = att + (size_t)R * QD;   /* (R, 2F): gate | up */
+    float *h = gu + (size_t)R * 2 * F;  /* (R, F) */
 
-    for (int t = 0; t < T; t++) memcpy(x + (size_t)t * C, m->tok_embd + (size_t)ids[t] * C, (size_t)C * sizeof(float));
+    for (int r = 0; r < R; r++) memcpy(x + (size_t)r * C, m->tok_embd + (size_t)ids[r] * C, (size_t)C * sizeof(float));
     ecm_status st = ECM_OK;
     for (int l = 0; l < c->n_layer && st == ECM_OK; l++) {
         const ecm_layer *ly = &m->layers[l];
-        float *kc = cache->k + ((size_t)l * cache->max_T) * KVD, *vc = cache->v + ((size_t)l * cache->max_T) * KVD;
-        ecm_rmsnorm_forward(xn, x, ly->attn_norm_w, T, C, c->norm_eps);
-        ecm_linear_forward(qkv, xn, &ly->qkv, T, 0);
-        ecm_rope_forward(qkv, QKV, pos, m->inv_freq, T, NH, HD);       /* q */
-        ecm_rope_forward(qkv + QD, QKV, pos, m->inv_freq, T, NKV, HD); /* k */
-        for (int t = 0; t < T; t++) {
-            memcpy(kc + (size_t)(P + t) * KVD, qkv + (size_t)t * QKV + QD, (size_t)KVD * sizeof(float));
-            memcpy(vc + (size_t)(P + t) * KVD, qkv + (size_t)t * QKV + QD + KVD, (size_t)KVD * sizeof(float));
-        }
-        st = ecm_attention_forward(att, QD, qkv, QKV, kc, KVD, vc, KVD, NULL, T, P, NH, NKV, HD,
-                                   1.0f / sqrtf((float)HD), 1);
-        ecm_linear_forward(x, att, &ly->proj, T, 1);   /* x += att @ Wo^T */
-        ecm_rmsnorm_forward(xn, x, ly->ffn_norm_w, T, C, c->norm_eps);
-        ecm_linear_forward(gu, xn, &ly->up, T, 0);
-        ecm_swiglu_forward(h, gu, T, F);
-        ecm_linear_forward(x, h, &ly->down, T, 1);     /* x += swiglu @ Wd^T */
+        ecm_rmsnorm_forward(xn, x, ly->attn_norm_w, R, C, c->norm_eps);
+        if (st == ECM_OK) st = ecm_linear_forward(qkv, xn, &ly->qkv, R, 0);
+        ecm_rope_forward(qkv, QKV, b->pos, m->inv_freq, R, NH, HD, c->rope_interleaved);       /* q */
+        ecm_rope_forward(qkv + QD, QKV, b->pos, m->inv_freq, R, NKV, HD, c->rope_interleaved); /* k */
+        if (st == ECM_OK) st = ecm_batch_attention(b, l, att, QD, qkv, QKV, QD, QD + KVD, NH, NKV, HD);
+        if (st == ECM_OK) st = ecm_linear_forward(x, att, &ly->proj, R, 1);   /* x += att @ Wo^T */
+        ecm_rmsnorm_forward(xn, x, ly->ffn_norm_w, R, C, c->norm_eps);
+        if (st == ECM_OK) st = ecm_linear_forward(gu, xn, &ly->up, R, 0);
+        ecm_swiglu_forward(h, gu, R, F);
+        if (st == ECM_OK) st = ecm_linear_forward(x, h, &ly->down, R, 1);     /* x += swiglu @ Wd^T */
     }
     if (st == ECM_OK) {
-        int rows = all ? T : 1;
-        const float *src = all ? x : x + (size_t)(T - 1) * C;
-        ecm_rmsnorm_forward(xn, src, m->norm_w, rows, C, c->norm_eps);
-        ecm_matmul_packed(logits, V, xn, C, &m->lm_head.w, NULL, rows, 0);
+        int rows = all ? R : b->n_seq;
+        if (!all) /* the last token of each sequence, gathered into xn's rows */
+            for (int s = 0; s < b->n_seq; s++)
+                memcpy(xn + (size_t)s * C, x + (size_t)(b->seq_start[s + 1] - 1) * C, (size_t)C * sizeof(float));
+        ecm_rmsnorm_forward(xn, all ? x : xn, m->norm_w, rows, C, c->norm_eps);
+        st = ecm_linear_forward(logits, xn, &m->lm_head, rows, 0);
     }
-    free(pos);
     ecm_free(x);
     return st;
 }

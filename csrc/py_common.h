@@ -30,8 +30,10 @@ int ecm_py_threads(PyObject *obj, int *out);
 
 /* Registration hooks: each py_*.c adds its types and functions. */
 int ecm_py_safetensors_init(PyObject *module);
+int ecm_py_gguf_init(PyObject *module);
 int ecm_py_model_init(PyObject *module);
 int ecm_py_ops_init(PyObject *module);
+int ecm_py_sampling_init(PyObject *module);
 int ecm_py_tokenizer_init(PyObject *module);
 
 #endif

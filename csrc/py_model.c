@@ -82,6 +82,7 @@ static int parse_config(PyObject *d, ecm_config *c) {
         cfg_int(d, "type_vocab", &c->type_vocab, 0, 2) || cfg_int(d, "attn_bias", &c->attn_bias, 0, 0) ||
         cfg_int(d, "proj_bias", &c->proj_bias, 0, 0) || cfg_int(d, "mlp_bias", &c->mlp_bias, 0, 0) ||
         cfg_int(d, "rope_scaling", &c->rope.scaling, 0, 0) ||
+        cfg_int(d, "rope_interleaved", &c->rope_interleaved, 0, 0) ||
         cfg_int(d, "rope_original_max_pos", &c->rope.original_max_pos, 0, 0) ||
         cfg_float(d, "norm_eps", &c->norm_eps, 1e-5f) || cfg_float(d, "rope_theta", &c->rope.theta, 10000.0f) ||
         cfg_float(d, "rope_factor", &c->rope.factor, 1.0f) ||
@@ -103,9 +104,9 @@ static int parse_config(PyObject *d, ecm_config *c) {
 /* ------------------------------------------------------------------- Model */
 
 static int model_init(ModelObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"config", "n_threads", NULL};
-    PyObject *cfgobj, *nto = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O", kwlist, &cfgobj, &nto)) return -1;
+    static char *kwlist[] = {"config", "n_threads", "weight_types", NULL};
+    PyObject *cfgobj, *nto = Py_None, *typesobj = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OO", kwlist, &cfgobj, &nto, &typesobj)) return -1;
     if (self->m.slab) { /* __init__ twice */
         ecm_model_free(&self->m);
         self->ready = 0;
@@ -113,10 +114,41 @@ static int model_init(ModelObject *self, PyObject *args, PyObject *kw) {
     ecm_config cfg;
     int nt;
     if (parse_config(cfgobj, &cfg) < 0 || ecm_py_threads(nto, &nt) < 0) return -1;
+    /* weight_types: {slot name: GGML type id} for weights kept quantised */
+    ecm_weight_type *types = NULL;
+    Py_ssize_t n_types = 0;
+    if (typesobj != Py_None) {
+        if (!PyDict_Check(typesobj)) {
+            ecm_py_bad_request("weight_types must be a dict of slot name to GGML type id");
+            return -1;
+        }
+        n_types = PyDict_Size(typesobj);
+        types = calloc((size_t)(n_types ? n_types : 1), sizeof *types);
+        if (!types) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        Py_ssize_t pos = 0, i = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(typesobj, &pos, &k, &v)) {
+            const char *name = PyUnicode_Check(k) ? PyUnicode_AsUTF8(k) : NULL;
+            long qt = PyLong_Check(v) ? PyLong_AsLong(v) : -1;
+            if (!name || qt < 0 || qt > 1000) {
+                PyErr_Clear();
+                free(types);
+                ecm_py_bad_request("weight_types must map slot names to GGML type ids");
+                return -1;
+            }
+            types[i].name = name; /* borrowed from the dict, alive for this call */
+            types[i].qtype = (int)qt;
+            i++;
+        }
+    }
     ecm_status st;
     Py_BEGIN_ALLOW_THREADS
-    st = ecm_model_init(&self->m, &cfg);
+    st = ecm_model_init(&self->m, &cfg, types, (int)n_types);
     Py_END_ALLOW_THREADS
+    free(types);
     if (st != ECM_OK) {
         ecm_py_raise(st);
         return -1;
@@ -163,11 +195,12 @@ static PyObject *model_slots(ModelObject *self, PyObject *args) {
 /* set_tensor(name, array, transposed=False, bf16=False): array float32,
  * float16, float64, or uint16 holding bfloat16 bits when bf16 is true. */
 static PyObject *model_set_tensor(ModelObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"name", "array", "transposed", "bf16", NULL};
+    static char *kwlist[] = {"name", "array", "transposed", "bf16", "qtype", NULL};
     const char *name;
     PyObject *arrobj;
-    int transposed = 0, bf16 = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sO|pp", kwlist, &name, &arrobj, &transposed, &bf16)) return NULL;
+    int transposed = 0, bf16 = 0, qtype = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "sO|ppi", kwlist, &name, &arrobj, &transposed, &bf16, &qtype))
+        return NULL;
     if (!model_check(self, 0)) return NULL;
     if (self->ready) return ecm_py_bad_request("weights are read-only once the model is finalized");
     int i = ecm_model_find_slot(&self->m, name);
@@ -176,6 +209,18 @@ static PyObject *model_set_tensor(ModelObject *self, PyObject *args, PyObject *k
         return ecm_py_raise(ECM_ERR_NOT_FOUND);
     }
     if (!PyArray_Check(arrobj)) return ecm_py_bad_request("weight '%s' must be a NumPy array", name);
+    if (qtype >= 0) { /* raw GGML rows as uint8 */
+        PyArrayObject *raw = (PyArrayObject *)PyArray_FromAny(arrobj, PyArray_DescrFromType(NPY_UINT8), 0, 0,
+                                                              NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED, NULL);
+        if (!raw) return NULL;
+        ecm_status st;
+        Py_BEGIN_ALLOW_THREADS
+        st = ecm_model_set_tensor_quant(&self->m, i, PyArray_DATA(raw), (size_t)PyArray_NBYTES(raw), qtype);
+        Py_END_ALLOW_THREADS
+        Py_DECREF(raw);
+        if (st != ECM_OK) return ecm_py_raise(st);
+        Py_RETURN_NONE;
+    }
     PyArrayObject *in = (PyArrayObject *)arrobj;
     ecm_dtype dt;
     switch (PyArray_TYPE(in)) {
@@ -307,6 +352,103 @@ static PyObject *model_forward(ModelObject *self, PyObject *args, PyObject *kw) 
     return (PyObject *)out;
 }
 
+/* forward_batch(list of token-id sequences, list of caches, all_logits=False)
+ * -> logits (n_seq or R, vocab): several sequences, one pass over the weights. */
+static PyObject *model_forward_batch(ModelObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"token_ids", "caches", "all_logits", NULL};
+    PyObject *idsobj, *cachesobj;
+    int all = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|p", kwlist, &idsobj, &cachesobj, &all)) return NULL;
+    if (!model_check(self, 1)) return NULL;
+    PyObject *seqs = PySequence_Fast(idsobj, "token_ids must be a list of token-id sequences");
+    PyObject *cs = seqs ? PySequence_Fast(cachesobj, "caches must be a list of KVCache") : NULL;
+    PyArrayObject **arrs = NULL;
+    ecm_kvcache **caches = NULL;
+    int *lens = NULL;
+    int32_t *ids = NULL;
+    PyArrayObject *out = NULL;
+    Py_ssize_t n = 0, locked = 0;
+    if (!cs) goto done;
+    n = PySequence_Fast_GET_SIZE(seqs);
+    if (n == 0 || n != PySequence_Fast_GET_SIZE(cs)) {
+        ecm_py_bad_request("token_ids and caches must be non-empty lists of the same length");
+        goto done;
+    }
+    if (n > 65536) {
+        ecm_py_bad_request("at most 65536 sequences in one batch");
+        goto done;
+    }
+    arrs = calloc((size_t)n, sizeof *arrs);
+    caches = calloc((size_t)n, sizeof *caches);
+    lens = calloc((size_t)n, sizeof *lens);
+    if (!arrs || !caches || !lens) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    long long R = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *c = PySequence_Fast_GET_ITEM(cs, i);
+        if (!PyObject_TypeCheck(c, &KVCacheType)) {
+            ecm_py_bad_request("caches[%zd] is not a KVCache", i);
+            goto done;
+        }
+        KVCacheObject *kc = (KVCacheObject *)c;
+        if (kc->model != self) {
+            ecm_py_bad_request("caches[%zd] belongs to a different model", i);
+            goto done;
+        }
+        arrs[i] = ids_array(PySequence_Fast_GET_ITEM(seqs, i), 1, 1, "token_ids");
+        if (!arrs[i]) goto done;
+        lens[i] = (int)PyArray_DIM(arrs[i], 0);
+        caches[i] = &kc->c;
+        R += lens[i];
+    }
+    if (R > INT32_MAX) {
+        ecm_py_bad_request("too many tokens in one batch");
+        goto done;
+    }
+    ids = malloc((size_t)(R ? R : 1) * sizeof(int32_t));
+    if (!ids) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0, r = 0; i < n; r += lens[i], i++)
+        memcpy(ids + r, PyArray_DATA(arrs[i]), (size_t)lens[i] * sizeof(int32_t));
+    npy_intp dims[2] = {all ? (npy_intp)R : (npy_intp)n, self->m.cfg.vocab};
+    out = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_FLOAT32);
+    if (!out) goto done;
+    for (locked = 0; locked < n; locked++) {
+        KVCacheObject *kc = (KVCacheObject *)PySequence_Fast_GET_ITEM(cs, locked);
+        if (kc->busy) {
+            ecm_py_bad_request("caches[%zd] is in use (by another thread, or twice in this batch)", locked);
+            Py_CLEAR(out);
+            goto done;
+        }
+        kc->busy = 1;
+    }
+    ecm_status st;
+    self->in_flight++;
+    Py_BEGIN_ALLOW_THREADS
+    st = ecm_model_forward_batch(&self->m, caches, lens, (int)n, ids, PyArray_DATA(out), all);
+    Py_END_ALLOW_THREADS
+    self->in_flight--;
+    if (st != ECM_OK) {
+        Py_CLEAR(out);
+        ecm_py_raise(st);
+    }
+done:
+    for (Py_ssize_t i = 0; i < locked; i++) ((KVCacheObject *)PySequence_Fast_GET_ITEM(cs, i))->busy = 0;
+    if (arrs)
+        for (Py_ssize_t i = 0; i < n; i++) Py_XDECREF(arrs[i]);
+    free(arrs);
+    free(caches);
+    free(lens);
+    free(ids);
+    Py_XDECREF(seqs);
+    Py_XDECREF(cs);
+    return (PyObject *)out;
+}
+
 static PyObject *model_embed(ModelObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"input_ids", "attention_mask", "token_type_ids", "pooling", "normalize", NULL};
     PyObject *idsobj, *maskobj = Py_None, *typeobj = Py_None;
@@ -389,11 +531,13 @@ static PyObject *model_get_n_params(ModelObject *self, void *closure) {
 static PyMethodDef model_methods[] = {
     {"slots", (PyCFunction)model_slots, METH_NOARGS, "[(name, shape)] of the weights this model needs."},
     {"set_tensor", (PyCFunction)(void (*)(void))model_set_tensor, METH_VARARGS | METH_KEYWORDS,
-     "set_tensor(name, array, transposed=False, bf16=False)"},
+     "set_tensor(name, array, transposed=False, bf16=False, qtype=-1): qtype >= 0 takes raw GGML rows (uint8)"},
     {"finalize", (PyCFunction)model_finalize, METH_NOARGS, "Check every weight is set; weights are read-only after."},
     {"close", (PyCFunction)model_close, METH_NOARGS, "Free the weights."},
     {"forward", (PyCFunction)(void (*)(void))model_forward, METH_VARARGS | METH_KEYWORDS,
      "forward(token_ids, cache, all_logits=True) -> float32 logits (T or 1, vocab)"},
+    {"forward_batch", (PyCFunction)(void (*)(void))model_forward_batch, METH_VARARGS | METH_KEYWORDS,
+     "forward_batch(token_ids_list, caches, all_logits=False) -> logits (n_seq or R, vocab)"},
     {"embed", (PyCFunction)(void (*)(void))model_embed, METH_VARARGS | METH_KEYWORDS,
      "embed(input_ids, attention_mask=None, token_type_ids=None, pooling='mean', normalize=True) -> (B, d)"},
     {NULL, NULL, 0, NULL},
@@ -479,6 +623,27 @@ static PyObject *cache_get_max(KVCacheObject *self, void *closure) {
     return PyLong_FromLong(self->c.max_T);
 }
 
+/* copy_from(src, n=None): the first n tokens of src (default: all) become
+ * this cache's content, e.g. a shared prompt prefix computed once. */
+static PyObject *cache_copy_from(KVCacheObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"src", "n", NULL};
+    KVCacheObject *src;
+    int n = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!|i", kwlist, &KVCacheType, &src, &n)) return NULL;
+    if (self->model != src->model) return ecm_py_bad_request("the KV caches belong to different models");
+    if (self->busy || src->busy) return ecm_py_bad_request("a KV cache is in use by another thread");
+    if (n < 0) n = src->c.n_past;
+    ecm_status st = ecm_kvcache_copy(&self->c, &src->c, n);
+    if (st != ECM_OK) return ecm_py_raise(st);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef cache_methods[] = {
+    {"copy_from", (PyCFunction)(void (*)(void))cache_copy_from, METH_VARARGS | METH_KEYWORDS,
+     "copy_from(src, n=None): take the first n tokens of another cache of the same model"},
+    {NULL, NULL, 0, NULL},
+};
+
 static PyGetSetDef cache_getset[] = {
     {"n_past", (getter)cache_get_n_past, (setter)cache_set_n_past, "tokens held (settable to rewind)", NULL},
     {"max_tokens", (getter)cache_get_max, NULL, "capacity in tokens", NULL},
@@ -493,6 +658,7 @@ static PyTypeObject KVCacheType = {
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "KVCache(model, max_tokens): keys and values of one sequence being decoded.",
     .tp_getset = cache_getset,
+    .tp_methods = cache_methods,
     .tp_init = (initproc)cache_init,
     .tp_new = PyType_GenericNew,
 };

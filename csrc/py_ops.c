@@ -81,7 +81,7 @@ static PyObject *py_op(PyObject *self, PyObject *args, PyObject *kw) {
         ecm_rope_config rc = {(float)eps, ECM_ROPE_NONE, 1.0f, 1.0f, 4.0f, 0};
         ecm_rope_inv_freq(inv_freq, D, &rc);
         memcpy(o, xi, (size_t)n * sizeof(float));
-        ecm_rope_forward(o, H * D, PyArray_DATA(w), inv_freq, T, H, D);
+        ecm_rope_forward(o, H * D, PyArray_DATA(w), inv_freq, T, H, D, 0);
     } else ok = 0;
     Py_END_ALLOW_THREADS
     if (!ok) {

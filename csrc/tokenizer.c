@@ -778,14 +778,14 @@ static int bert_normalize(const ecm_tokenizer *t, work *w, const uint8_t *s, siz
                 continue;
             if (f & ECM_UC_WS) { w->cpa[n++] = ' '; continue; }
         }
+        any_decomp |= (f & (ECM_UC_DECOMP | ECM_UC_MN | ECM_UC_CCC)) != 0 || (cp >= 0xAC00 && cp <= 0xD7A3);
+        any_lower |= (f & ECM_UC_LOWER) != 0;
         if (c->handle_chinese_chars && is_chinese_char(cp)) {
             w->cpa[n++] = ' ';
             w->cpa[n++] = cp;
             w->cpa[n++] = ' ';
             continue;
         }
-        any_decomp |= (f & (ECM_UC_DECOMP | ECM_UC_MN | ECM_UC_CCC)) != 0 || (cp >= 0xAC00 && cp <= 0xD7A3);
-        any_lower |= (f & ECM_UC_LOWER) != 0;
         w->cpa[n++] = cp;
     }
     if (c->strip_accents && any_decomp) {

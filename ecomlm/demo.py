@@ -34,18 +34,7 @@ def run(n_threads=None) -> int:
     model = ecomlm.load("all-minilm-l6-v2", n_threads=n_threads)
     print(f"loaded {model!r} in {time.perf_counter() - t0:.2f} s")
     texts = [t for _, t in CATALOG]
-    if model.tokenizer is not None:
-        embed = model.embed
-    else:  # until ecomlm's own tokenizer lands, tokenise with the reference one
-        from tokenizers import Tokenizer
-
-        tok = Tokenizer.from_file(f"{model.path}/tokenizer.json")
-        tok.enable_padding()
-
-        def embed(batch):
-            enc = tok.encode_batch(batch)
-            return model.embed(np.array([e.ids for e in enc]), np.array([e.attention_mask for e in enc]))
-
+    embed = model.embed
     t0 = time.perf_counter()
     items = embed(texts)
     print(f"embedded {len(texts)} products -> {items.shape} in {1000 * (time.perf_counter() - t0):.1f} ms\n")

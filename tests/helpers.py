@@ -70,3 +70,26 @@ def bert_reference_embed(model, ids, mask):
         m = torch.tensor(mask)[..., None].float()
         pooled = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
         return torch.nn.functional.normalize(pooled, p=2, dim=1).numpy()
+
+
+def save_with_smollm2_tokenizer(model, path):
+    """Save a random-initialised model (vocab 49152) with SmolLM2's real
+    tokenizer and chat template, so text goes in and out."""
+    import json
+
+    import tok_refs
+
+    meta = tok_refs.smollm2_meta()
+    if meta is None:
+        import pytest
+
+        pytest.skip("SmolLM2 tokenizer files not available")
+    save_hf(model, path)
+    tok_refs.smollm2_hf().save(os.path.join(path, "tokenizer.json"))
+    tokens = meta["tokenizer.ggml.tokens"]
+    cfg = {"chat_template": meta.get("tokenizer.chat_template"),
+           "eos_token": tokens[meta["tokenizer.ggml.eos_token_id"]],
+           "bos_token": tokens[meta["tokenizer.ggml.bos_token_id"]], "add_bos_token": False}
+    with open(os.path.join(path, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+        json.dump(cfg, f)
+    return path

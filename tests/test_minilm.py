@@ -59,3 +59,15 @@ def test_registry_name_and_alias_load(minilm_path):
     # sentence-transformers counts 22,713,216 including BERT's pooler (384 x 384 + 384),
     # which mean pooling never uses and ecomlm does not load
     assert m.n_params == 22713216 - 384 * 384 - 384
+
+
+def test_minilm_text_embed_with_own_tokenizer(minilm_path):
+    """End to end: ecomlm's own WordPiece tokenizer feeding the engine."""
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(minilm_path, device="cpu")
+    texts = SENTENCES + ["word " * 400]  # past max_seq_length (256): truncated like the reference
+    ref = st.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+    out = ecomlm.load(minilm_path).embed(texts)
+    cos = np.sum(out * ref, axis=1)
+    assert cos.min() >= 0.9999, cos
