@@ -322,8 +322,13 @@ static kernels pick_kernel(void) {
  * w + p * kstride * NR and only its first K rows are used. */
 static void gemm_panels(float *out, int ldo, const float *x, int ldx, const float *w, size_t kstride, int K,
                         int N, int p0, int p1, int M, const float *bias, int accumulate, kernels kn) {
-    for (int pc0 = p0; pc0 < p1; pc0 += PANELS_PER_CHUNK) {
-        int pc1 = pc0 + PANELS_PER_CHUNK < p1 ? pc0 + PANELS_PER_CHUNK : p1;
+    /* A few rows (decoding) reuse nothing from cache: finish each group of
+     * panels over all of K before the next, so the weights stream in long
+     * sequential runs. The KC-blocked sums stay the same, so a row's result
+     * still does not depend on how many rows share the call. */
+    int chunk = M <= 4 ? 4 : PANELS_PER_CHUNK;
+    for (int pc0 = p0; pc0 < p1; pc0 += chunk) {
+        int pc1 = pc0 + chunk < p1 ? pc0 + chunk : p1;
         for (int k0 = 0; k0 < K; k0 += KC) {
             int kc = K - k0 < KC ? K - k0 : KC;
             int add = accumulate || k0 > 0;
