@@ -112,7 +112,7 @@ static int strlist_arg(PyObject *data, PyObject *offs, const char *what, ecm_str
 
 static int tok_init(PyTokenizer *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"config", "vocab", "vocab_offsets", "merges", "merge_offsets",
-                             "added_ids", "added_special", NULL};
+                             "added_ids", "added_flags", NULL};
     PyObject *cfgd, *vdata, *voffs, *mdata = Py_None, *moffs = Py_None, *aids = Py_None,
              *aspec = Py_None;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O!OO|OOOO", kwlist, &PyDict_Type, &cfgd,
@@ -151,10 +151,10 @@ static int tok_init(PyTokenizer *self, PyObject *args, PyObject *kw) {
         if (!ai) goto done;
         n_added = (int)PyArray_DIM(ai, 0);
         if (aspec != Py_None) {
-            as = ecm_py_array(aspec, NPY_UINT8, 1, 1, "added_special");
+            as = ecm_py_array(aspec, NPY_UINT8, 1, 1, "added_flags");
             if (!as) goto done;
             if (PyArray_DIM(as, 0) != n_added) {
-                ecm_py_bad_request("added_special must have as many entries as added_ids");
+                ecm_py_bad_request("added_flags must have as many entries as added_ids");
                 goto done;
             }
         }

@@ -20,6 +20,9 @@
 
 #define TOK_ADDED 1
 #define TOK_SPECIAL 2
+#define TOK_LSTRIP 4  /* an added token that swallows the whitespace before it */
+#define TOK_RSTRIP 8  /* ... and after it                                      */
+#define TOK_SINGLE 16 /* matched only when not inside a word                   */
 
 typedef struct {
     uint64_t key; /* left << 32 | right; UINT64_MAX = empty */
@@ -34,7 +37,7 @@ struct ecm_tokenizer {
     int64_t *text_off;    /* (n_vocab + 1)                                  */
     uint8_t *bytes;       /* what each token decodes to (byte-level: bytes) */
     int64_t *bytes_off;   /* (n_vocab + 1)                                  */
-    uint8_t *flags;       /* (n_vocab) TOK_ADDED | TOK_SPECIAL              */
+    uint8_t *flags;       /* (n_vocab) TOK_ADDED | TOK_SPECIAL | ...        */
     int32_t *vmap;        /* string -> id, open addressing, -1 empty        */
     uint64_t vmap_mask;
     pair_entry *pairs;    /* BPE merges                                     */
@@ -257,7 +260,7 @@ static uint64_t pow2_above(uint64_t n) {
 
 ecm_status ecm_tokenizer_init(ecm_tokenizer **out, const ecm_tok_config *cfg,
                               const ecm_strlist *vocab, const ecm_strlist *merges,
-                              const int32_t *added_ids, const uint8_t *added_special,
+                              const int32_t *added_ids, const uint8_t *added_flags,
                               int n_added) {
     *out = NULL;
     ecm_status st = check_strlist(vocab, "vocabulary");
@@ -370,7 +373,11 @@ ecm_status ecm_tokenizer_init(ecm_tokenizer **out, const ecm_tok_config *cfg,
                 goto fail;
             }
             if (t->flags[id] & TOK_ADDED) continue;
-            t->flags[id] |= TOK_ADDED | (added_special && added_special[i] ? TOK_SPECIAL : 0);
+            uint8_t af = added_flags ? added_flags[i] : 0;
+            t->flags[id] |= TOK_ADDED | ((af & ECM_ADDED_SPECIAL) ? TOK_SPECIAL : 0) |
+                            ((af & ECM_ADDED_LSTRIP) ? TOK_LSTRIP : 0) |
+                            ((af & ECM_ADDED_RSTRIP) ? TOK_RSTRIP : 0) |
+                            ((af & ECM_ADDED_SINGLE_WORD) ? TOK_SINGLE : 0);
             count[(uint8_t)s[0]]++;
         }
         t->added_start[0] = 0;
@@ -933,7 +940,26 @@ static inline int32_t added_at(const ecm_tokenizer *t, const uint8_t *s, size_t 
     return best;
 }
 
-/* One sequence without the template: added tokens, then the model. */
+/* Whether the character ending at s[e] (none before s[b]) is a word character
+ * (regex \w, what HF's single_word tests). */
+static int word_char_before(const uint8_t *s, size_t b, size_t e) {
+    if (e <= b) return 0;
+    size_t k = e - 1;
+    while (k > b && (s[k] & 0xC0) == 0x80) k--;
+    size_t j = k;
+    return (uflags(ecm_utf8_next(s, e, &j)) & ECM_UC_WORD) != 0;
+}
+
+static inline ecm_status encode_segment(const ecm_tokenizer *t, work *w, const uint8_t *s,
+                                        size_t b, size_t e, ecm_tok_ids *out, uint8_t type) {
+    if (b >= e) return ECM_OK;
+    return t->cfg.model == ECM_TOK_BPE ? encode_bpe_segment(t, w, s, b, e, out, type)
+                                       : encode_wp_segment(t, w, s, b, e, out, type, 0);
+}
+
+/* One sequence without the template: added tokens (HF's AddedVocabulary:
+ * leftmost-longest matches on the raw text, lstrip / rstrip / single_word),
+ * then the model on the text between them. */
 static ecm_status encode_sequence(const ecm_tokenizer *t, work *w, const uint8_t *s,
                                   size_t n, ecm_tok_ids *out, uint8_t type) {
     size_t seg = 0, i = 0;
@@ -944,20 +970,36 @@ static ecm_status encode_sequence(const ecm_tokenizer *t, work *w, const uint8_t
             size_t len;
             int32_t id = added_at(t, s, n, i, &len);
             if (id < 0) { i++; continue; }
-            if (seg < i) {
-                st = t->cfg.model == ECM_TOK_BPE ? encode_bpe_segment(t, w, s, seg, i, out, type)
-                                                 : encode_wp_segment(t, w, s, seg, i, out, type, 0);
-                if (st) return st;
+            size_t start = i, stop = i + len;
+            uint8_t f = t->flags[id];
+            if (f & TOK_SINGLE) {
+                size_t j = stop;
+                int after = stop < n && (uflags(ecm_utf8_next(s, n, &j)) & ECM_UC_WORD);
+                if (word_char_before(s, 0, start) || after) {
+                    i = stop; /* HF resumes its scan after the discarded match */
+                    continue;
+                }
             }
+            if (f & TOK_LSTRIP) /* back over whitespace, not into the last match */
+                while (start > seg) {
+                    size_t k = start - 1;
+                    while (k > seg && (s[k] & 0xC0) == 0x80) k--;
+                    size_t j = k;
+                    if (!(uflags(ecm_utf8_next(s, start, &j)) & ECM_UC_WS)) break;
+                    start = k;
+                }
+            if (f & TOK_RSTRIP)
+                while (stop < n) {
+                    size_t j = stop;
+                    if (!(uflags(ecm_utf8_next(s, n, &j)) & ECM_UC_WS)) break;
+                    stop = j;
+                }
+            if ((st = encode_segment(t, w, s, seg, start, out, type))) return st;
             if (!ids_push(out, id, type)) return ecm_fail(ECM_ERR_NOMEM, "out of memory");
-            i += len;
-            seg = i;
+            i = seg = stop;
         }
     }
-    if (seg < n)
-        return t->cfg.model == ECM_TOK_BPE ? encode_bpe_segment(t, w, s, seg, n, out, type)
-                                           : encode_wp_segment(t, w, s, seg, n, out, type, 0);
-    return ECM_OK;
+    return encode_segment(t, w, s, seg, n, out, type);
 }
 
 static ecm_status encode_with(const ecm_tokenizer *t, work *w, const uint8_t *text, size_t n,
