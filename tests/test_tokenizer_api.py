@@ -123,6 +123,11 @@ def test_bad_arguments_raise_bad_request(smollm2):
         smollm2.decode(["x"])
     with pytest.raises(BadRequestError, match="max_length"):
         smollm2.encode("x", max_length=0)
+    with pytest.raises(BadRequestError, match="integer"):
+        smollm2.id_to_token("7")
+    assert smollm2.id_to_token(10 ** 30) is None and not smollm2.is_special(10 ** 30)
+    with pytest.raises(BadRequestError, match="outside"):
+        smollm2._core.token_bytes(10 ** 30)
     with pytest.raises(BadRequestError, match="padding"):
         smollm2.encode_batch(["x"], padding="sideways")
     with pytest.raises(BadRequestError, match="pairs"):
