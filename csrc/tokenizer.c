@@ -23,6 +23,9 @@
 #define TOK_LSTRIP 4  /* an added token that swallows the whitespace before it */
 #define TOK_RSTRIP 8  /* ... and after it                                      */
 #define TOK_SINGLE 16 /* matched only when not inside a word                   */
+#define WORK_SLOTS 16
+
+typedef struct work work;
 
 typedef struct {
     uint64_t key; /* left << 32 | right; UINT64_MAX = empty */
@@ -46,6 +49,11 @@ struct ecm_tokenizer {
     int32_t n_added;
     int32_t *added;       /* added token ids, grouped by first byte         */
     int32_t added_start[257];
+    /* Scratch space and word caches reused across calls. This is the only
+     * state that changes after init; each slot is taken with an atomic flag,
+     * so concurrent callers never share one. */
+    work *pool[WORK_SLOTS];
+    int pool_busy[WORK_SLOTS];
 };
 
 void ecm_tok_config_default(ecm_tok_config *cfg) {
@@ -139,7 +147,7 @@ static void byte_to_unicode(uint32_t b2u[256]) {
 }
 
 /* Per-thread scratch space, reused across words and texts. */
-typedef struct {
+struct work {
     int32_t *sym;   /* per symbol: id, prev, next, alive (4 ints)          */
     size_t sym_cap;
     uint64_t *heap;
@@ -151,9 +159,25 @@ typedef struct {
     uint8_t *wbuf;
     size_t wbuf_cap;
     ecm_tok_ids a, b; /* the two sequences before the template            */
-} work;
+    /* BPE word cache (pooled scratch only): piece bytes -> merged ids, as
+     * HF's BPE cache; open addressing, emptied when full */
+    struct cache_entry *cache; /* (CACHE_SLOTS)                           */
+    int32_t *cache_ids;        /* (CACHE_IDS)                             */
+    uint32_t cache_used, cache_count;
+    int pooled;
+};
 
-static void work_free(work *w) {
+#define CACHE_SLOTS 8192
+#define CACHE_IDS (CACHE_SLOTS * 4)
+#define CACHE_MAX_KEY 22
+struct cache_entry {
+    uint64_t h; /* 0: empty */
+    uint32_t ids_off;
+    uint8_t klen, nids;
+    uint8_t key[CACHE_MAX_KEY];
+};
+
+static void work_free_buffers(work *w) {
     free(w->sym);
     free(w->heap);
     free(w->spans);
@@ -162,6 +186,16 @@ static void work_free(work *w) {
     free(w->wbuf);
     ecm_tok_ids_free(&w->a);
     ecm_tok_ids_free(&w->b);
+    w->sym = NULL; w->heap = NULL; w->spans = NULL; w->cpa = w->cpb = NULL; w->wbuf = NULL;
+    w->sym_cap = w->heap_cap = w->spans_cap = w->cpa_cap = w->cpb_cap = w->wbuf_cap = 0;
+}
+
+static void work_free(work *w) {
+    work_free_buffers(w);
+    free(w->cache);
+    free(w->cache_ids);
+    w->cache = NULL;
+    w->cache_ids = NULL;
 }
 
 static inline int span_push(work *w, size_t s, size_t e) {
@@ -228,6 +262,11 @@ const uint8_t *ecm_tokenizer_token_bytes(const ecm_tokenizer *tok, int32_t id, s
 
 void ecm_tokenizer_free(ecm_tokenizer *t) {
     if (!t) return;
+    for (int i = 0; i < WORK_SLOTS; i++)
+        if (t->pool[i]) {
+            work_free(t->pool[i]);
+            free(t->pool[i]);
+        }
     free(t->text);
     free(t->text_off);
     free(t->bytes);
@@ -676,8 +715,75 @@ static inline void push_pair(const ecm_tokenizer *t, work *w, size_t *hn, int32_
     if (pe) heap_push(w->heap, hn, ((uint64_t)(uint32_t)pe->rank << 32) | (uint32_t)p);
 }
 
-/* Merge the symbols of one piece and append the ids (type `type`). */
+static int cache_get(work *w, const uint8_t *p, size_t n, uint64_t h, ecm_tok_ids *out,
+                     uint8_t type) {
+    for (uint64_t i = h & (CACHE_SLOTS - 1), k = 0; k < 8; k++, i = (i + 1) & (CACHE_SLOTS - 1)) {
+        struct cache_entry *e = &w->cache[i];
+        if (e->h == 0) return 0;
+        if (e->h == h && e->klen == n && memcmp(e->key, p, n) == 0) {
+            if (!ids_reserve(out, e->nids)) return -1;
+            for (int q = 0; q < e->nids; q++) {
+                out->ids[out->n] = w->cache_ids[e->ids_off + q];
+                out->type_ids[out->n++] = type;
+            }
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void cache_put(work *w, const uint8_t *p, size_t n, uint64_t h, const int32_t *ids,
+                      size_t nids) {
+    if (nids > 255) return;
+    if (w->cache_count >= CACHE_SLOTS / 2 || w->cache_used + nids > CACHE_IDS) {
+        memset(w->cache, 0, CACHE_SLOTS * sizeof *w->cache);
+        w->cache_used = w->cache_count = 0;
+    }
+    for (uint64_t i = h & (CACHE_SLOTS - 1), k = 0; k < 8; k++, i = (i + 1) & (CACHE_SLOTS - 1)) {
+        struct cache_entry *e = &w->cache[i];
+        if (e->h != 0) continue;
+        e->h = h;
+        e->klen = (uint8_t)n;
+        e->nids = (uint8_t)nids;
+        e->ids_off = w->cache_used;
+        memcpy(e->key, p, n);
+        memcpy(w->cache_ids + w->cache_used, ids, nids * sizeof(int32_t));
+        w->cache_used += (uint32_t)nids;
+        w->cache_count++;
+        return;
+    }
+}
+
+static int bpe_merge(const ecm_tokenizer *t, work *w, const uint8_t *p, size_t n,
+                     ecm_tok_ids *out, uint8_t type);
+
+/* Merge the symbols of one piece and append the ids (type `type`), through
+ * the word cache when this scratch space has one. */
 static int bpe_piece(const ecm_tokenizer *t, work *w, const uint8_t *p, size_t n,
+                     ecm_tok_ids *out, uint8_t type) {
+    if (n < 2 || n > CACHE_MAX_KEY || !w->pooled) return bpe_merge(t, w, p, n, out, type);
+    if (!w->cache) {
+        w->cache = calloc(CACHE_SLOTS, sizeof *w->cache);
+        w->cache_ids = malloc(CACHE_IDS * sizeof(int32_t));
+        if (!w->cache || !w->cache_ids) {
+            free(w->cache);
+            free(w->cache_ids);
+            w->cache = NULL;
+            w->cache_ids = NULL;
+            w->pooled = 0;
+            return bpe_merge(t, w, p, n, out, type);
+        }
+    }
+    uint64_t h = hash_bytes(p, n) | 1;
+    int r = cache_get(w, p, n, h, out, type);
+    if (r) return r > 0;
+    size_t start = out->n;
+    if (!bpe_merge(t, w, p, n, out, type)) return 0;
+    cache_put(w, p, n, h, out->ids + start, out->n - start);
+    return 1;
+}
+
+static int bpe_merge(const ecm_tokenizer *t, work *w, const uint8_t *p, size_t n,
                      ecm_tok_ids *out, uint8_t type) {
     if (!grow((void **)&w->sym, &w->sym_cap, 4 * (n + 1), sizeof(int32_t))) return 0;
     int32_t ns = 0;
@@ -1068,13 +1174,49 @@ done:
     return st;
 }
 
+/* Take a free scratch slot of the tokenizer (or a fresh one when all are
+ * taken); give it back with work_release. */
+static work *work_acquire(const ecm_tokenizer *tok, int *slot) {
+    ecm_tokenizer *t = (ecm_tokenizer *)tok; /* the pool is internally synchronised */
+    for (int i = 0; i < WORK_SLOTS; i++) {
+        if (__atomic_exchange_n(&t->pool_busy[i], 1, __ATOMIC_ACQUIRE)) continue;
+        if (!t->pool[i]) {
+            t->pool[i] = calloc(1, sizeof(work));
+            if (!t->pool[i]) {
+                __atomic_store_n(&t->pool_busy[i], 0, __ATOMIC_RELEASE);
+                break;
+            }
+            t->pool[i]->pooled = 1;
+        }
+        *slot = i;
+        return t->pool[i];
+    }
+    *slot = -1;
+    return calloc(1, sizeof(work));
+}
+
+static void work_release(const ecm_tokenizer *tok, work *w, int slot) {
+    ecm_tokenizer *t = (ecm_tokenizer *)tok;
+    if (slot < 0) {
+        work_free(w);
+        free(w);
+        return;
+    }
+    /* keep the word cache, but not buffers a huge text grew */
+    if (w->spans_cap > (1u << 16) || w->cpa_cap > (1u << 18) || w->cpb_cap > (1u << 18) ||
+        w->sym_cap > (1u << 18) || w->a.cap > (1u << 18) || w->b.cap > (1u << 18))
+        work_free_buffers(w);
+    __atomic_store_n(&t->pool_busy[slot], 0, __ATOMIC_RELEASE);
+}
+
 ecm_status ecm_tokenizer_encode(const ecm_tokenizer *tok, const uint8_t *text, size_t n,
                                 const uint8_t *pair, size_t pair_n, int add_special,
                                 int max_length, ecm_tok_ids *out) {
-    work w;
-    memset(&w, 0, sizeof w);
-    ecm_status st = encode_with(tok, &w, text, n, pair, pair_n, add_special, max_length, out);
-    work_free(&w);
+    int slot;
+    work *w = work_acquire(tok, &slot);
+    if (!w) return ecm_fail(ECM_ERR_NOMEM, "out of memory");
+    ecm_status st = encode_with(tok, w, text, n, pair, pair_n, add_special, max_length, out);
+    work_release(tok, w, slot);
     return st;
 }
 
@@ -1092,13 +1234,14 @@ ecm_status ecm_tokenizer_encode_batch(const ecm_tokenizer *tok, const uint8_t *c
     if (n_texts < 2 * n_threads) n_threads = n_texts > 1 ? (int)(n_texts / 2) : 1;
 #pragma omp parallel num_threads(n_threads)
     {
-        work w;
-        memset(&w, 0, sizeof w);
+        int slot;
+        work *w = work_acquire(tok, &slot);
 #pragma omp for schedule(dynamic, 16)
         for (int64_t i = 0; i < n_texts; i++) {
-            ecm_status st = encode_with(tok, &w, texts[i], lens[i], pairs ? pairs[i] : NULL,
-                                        pairs ? pair_lens[i] : 0, add_special, max_length,
-                                        &each[i]);
+            ecm_status st = w ? encode_with(tok, w, texts[i], lens[i], pairs ? pairs[i] : NULL,
+                                            pairs ? pair_lens[i] : 0, add_special, max_length,
+                                            &each[i])
+                              : ECM_ERR_NOMEM;
             if (st) {
 #pragma omp critical(ecm_tok_batch_err)
                 if (first_at < 0 || i < first_at) {
@@ -1107,7 +1250,7 @@ ecm_status ecm_tokenizer_encode_batch(const ecm_tokenizer *tok, const uint8_t *c
                 }
             }
         }
-        work_free(&w);
+        if (w) work_release(tok, w, slot);
     }
     ecm_status st = ECM_OK;
     if (first_at >= 0) {
