@@ -112,7 +112,7 @@ static int strlist_arg(PyObject *data, PyObject *offs, const char *what, ecm_str
 
 static int tok_init(PyTokenizer *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"config", "vocab", "vocab_offsets", "merges", "merge_offsets",
-                             "added_ids", "added_special", NULL};
+                             "added_ids", "added_flags", NULL};
     PyObject *cfgd, *vdata, *voffs, *mdata = Py_None, *moffs = Py_None, *aids = Py_None,
              *aspec = Py_None;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O!OO|OOOO", kwlist, &PyDict_Type, &cfgd,
@@ -151,10 +151,10 @@ static int tok_init(PyTokenizer *self, PyObject *args, PyObject *kw) {
         if (!ai) goto done;
         n_added = (int)PyArray_DIM(ai, 0);
         if (aspec != Py_None) {
-            as = ecm_py_array(aspec, NPY_UINT8, 1, 1, "added_special");
+            as = ecm_py_array(aspec, NPY_UINT8, 1, 1, "added_flags");
             if (!as) goto done;
             if (PyArray_DIM(as, 0) != n_added) {
-                ecm_py_bad_request("added_special must have as many entries as added_ids");
+                ecm_py_bad_request("added_flags must have as many entries as added_ids");
                 goto done;
             }
         }
@@ -417,13 +417,28 @@ static PyObject *tok_decode(PyTokenizer *self, PyObject *args, PyObject *kw) {
     return r;
 }
 
+/* An id argument as a long; BadRequestError when it is not an integer. */
+static int id_arg(PyObject *arg, long *id) {
+    *id = PyLong_Check(arg) ? PyLong_AsLong(arg) : -1;
+    if (!PyLong_Check(arg) || (*id == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        if (!PyLong_Check(arg)) {
+            ecm_py_bad_request("token id must be an integer, not %s", Py_TYPE(arg)->tp_name);
+            return -1;
+        }
+        *id = LONG_MAX; /* too large for a long: out of range below */
+    }
+    return 0;
+}
+
 static PyObject *tok_token_bytes(PyTokenizer *self, PyObject *arg) {
     if (!ready(self)) return NULL;
-    long id = PyLong_AsLong(arg);
-    if (id == -1 && PyErr_Occurred()) return NULL;
+    long id;
+    if (id_arg(arg, &id) < 0) return NULL;
     size_t n;
-    const uint8_t *b = ecm_tokenizer_token_bytes(self->tok, (int32_t)id, &n);
-    if (id < INT32_MIN || id > INT32_MAX || !b)
+    const uint8_t *b = (id < 0 || id > INT32_MAX) ? NULL
+                       : ecm_tokenizer_token_bytes(self->tok, (int32_t)id, &n);
+    if (!b)
         return ecm_py_bad_request("token id %ld is outside the vocabulary (size %d)", id,
                                   ecm_tokenizer_vocab_size(self->tok));
     return PyBytes_FromStringAndSize((const char *)b, (Py_ssize_t)n);
@@ -444,11 +459,8 @@ static PyObject *tok_token_to_id(PyTokenizer *self, PyObject *arg) {
 
 static PyObject *tok_id_to_token(PyTokenizer *self, PyObject *arg) {
     if (!ready(self)) return NULL;
-    long id = PyLong_AsLong(arg);
-    if (id == -1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        return ecm_py_bad_request("id must be an integer");
-    }
+    long id;
+    if (id_arg(arg, &id) < 0) return NULL;
     size_t n;
     const char *s = (id < INT32_MIN || id > INT32_MAX)
                         ? NULL : ecm_tokenizer_id_to_token(self->tok, (int32_t)id, &n);
@@ -458,8 +470,8 @@ static PyObject *tok_id_to_token(PyTokenizer *self, PyObject *arg) {
 
 static PyObject *tok_is_special(PyTokenizer *self, PyObject *arg) {
     if (!ready(self)) return NULL;
-    long id = PyLong_AsLong(arg);
-    if (id == -1 && PyErr_Occurred()) return NULL;
+    long id;
+    if (id_arg(arg, &id) < 0) return NULL;
     return PyBool_FromLong(id >= 0 && id <= INT32_MAX &&
                            ecm_tokenizer_is_special(self->tok, (int32_t)id));
 }

