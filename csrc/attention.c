@@ -109,7 +109,10 @@ ecm_status ecm_attention_forward(float *out, int ldo, const float *q, int ldq, c
     int nt = 1;
 #endif
     if (nt > n_tasks) nt = n_tasks;
-    float *ws = ecm_alloc((size_t)nt * per_thread * sizeof(float));
+    size_t ws_floats;
+    if (!ecm_mul_size((size_t)nt, per_thread, &ws_floats) || ws_floats > SIZE_MAX / sizeof(float))
+        return ecm_fail(ECM_ERR_NOMEM, "attention workspace size overflows");
+    float *ws = ecm_scratch(ECM_SCRATCH_ATTN, ws_floats * sizeof(float));
     if (!ws) return ECM_ERR_NOMEM;
 #pragma omp parallel num_threads(nt) if (par)
     {
@@ -131,6 +134,5 @@ ecm_status ecm_attention_forward(float *out, int ldo, const float *q, int ldq, c
                          causal, kp, vp, scores);
         }
     }
-    ecm_free(ws);
     return ECM_OK;
 }

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -69,6 +70,49 @@ void *ecm_alloc(size_t bytes) {
 }
 
 void ecm_free(void *p) { free(p); }
+
+typedef struct {
+    void *p[ECM_SCRATCH_SLOTS];
+    size_t cap[ECM_SCRATCH_SLOTS];
+} scratch_set;
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_destroy(void *v) {
+    scratch_set *s = v;
+    for (int i = 0; i < ECM_SCRATCH_SLOTS; i++) free(s->p[i]);
+    free(s);
+}
+
+static void scratch_key_init(void) { pthread_key_create(&scratch_key, scratch_destroy); }
+
+void *ecm_scratch(int slot, size_t bytes) {
+    ECM_ASSERT(slot >= 0 && slot < ECM_SCRATCH_SLOTS);
+    pthread_once(&scratch_once, scratch_key_init);
+    scratch_set *s = pthread_getspecific(scratch_key);
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        if (!s || pthread_setspecific(scratch_key, s) != 0) {
+            free(s);
+            ecm_fail(ECM_ERR_NOMEM, "out of memory for scratch buffers");
+            return NULL;
+        }
+    }
+    if (bytes <= s->cap[slot]) return s->p[slot];
+    size_t want = bytes + bytes / 4; /* some headroom: lengths grow a token at a time */
+    if (want < bytes || want > SIZE_MAX - 63) want = bytes;
+    want = (want + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, want ? want : 64);
+    if (!p) {
+        ecm_fail(ECM_ERR_NOMEM, "out of memory allocating %zu bytes of scratch", bytes);
+        return NULL;
+    }
+    free(s->p[slot]);
+    s->p[slot] = p;
+    s->cap[slot] = want;
+    return p;
+}
 
 /* ------------------------------------------------------------- cpu / simd */
 

@@ -54,6 +54,14 @@ int ecm_add_size(size_t a, size_t b, size_t *out);
 void *ecm_alloc(size_t bytes);
 void ecm_free(void *p);
 
+/* Per-thread scratch buffers for the hot path: slot `slot` of the calling
+ * thread, grown to at least `bytes`, 64-byte aligned, NOT zeroed, kept for
+ * the next call (a decode step allocates nothing, so faults no fresh pages)
+ * and freed when the thread exits. Valid until the same thread asks for the
+ * same slot again; NULL on failure (message set). */
+enum { ECM_SCRATCH_ACT = 0, ECM_SCRATCH_ATTN = 1, ECM_SCRATCH_LINEAR = 2, ECM_SCRATCH_SLOTS = 4 };
+void *ecm_scratch(int slot, size_t bytes);
+
 /* ------------------------------------------------------------- cpu / simd */
 
 typedef enum {

@@ -346,7 +346,7 @@ ecm_status ecm_linear_forward(float *out, const float *x, const ecm_linear *lin,
         return ECM_OK;
     }
     size_t n = (size_t)M * lin->N;
-    float *dst = accumulate ? ecm_alloc(n * sizeof(float)) : out;
+    float *dst = accumulate ? ecm_scratch(ECM_SCRATCH_LINEAR, n * sizeof(float)) : out;
     if (!dst) return ECM_ERR_NOMEM;
     ecm_status st = ecm_matmul_quant(dst, lin->N, x, lin->K, lin->q, lin->qtype, lin->N, lin->K, M);
     if (st == ECM_OK && (accumulate || lin->b)) {
@@ -359,7 +359,6 @@ ecm_status ecm_linear_forward(float *out, const float *x, const ecm_linear *lin,
                 o[j] = (accumulate ? o[j] : 0.0f) + (d[j] + (lin->b ? lin->b[j] : 0.0f));
         }
     }
-    if (accumulate) ecm_free(dst);
     return st;
 }
 

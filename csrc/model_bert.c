@@ -12,7 +12,7 @@ ecm_status ecm_bert_encode(ecm_model *m, const int32_t *ids, const int32_t *pos,
     const ecm_config *c = &m->cfg;
     int C = c->d_model, NH = c->n_head, HD = c->head_dim, F = c->d_ff;
     int QD = NH * HD, QKV = 3 * QD;
-    float *qkv = ecm_alloc((size_t)R * (QKV + QD + F) * sizeof(float)); /* (R, QKV) */
+    float *qkv = ecm_scratch(ECM_SCRATCH_ACT, (size_t)R * (QKV + QD + F) * sizeof(float)); /* (R, QKV) */
     if (!qkv) return ECM_ERR_NOMEM;
     float *att = qkv + (size_t)R * QKV; /* (R, QD) */
     float *h = att + (size_t)R * QD;    /* (R, F) */
@@ -49,6 +49,5 @@ ecm_status ecm_bert_encode(ecm_model *m, const int32_t *ids, const int32_t *pos,
         if (st == ECM_OK) st = ecm_linear_forward(x, h, &ly->down, R, 1);  /* x = LN(x + gelu(...) @ Wd^T + bd) */
         ecm_layernorm_forward(x, x, ly->ffn_out_norm_w, ly->ffn_out_norm_b, R, C, c->norm_eps);
     }
-    ecm_free(qkv);
     return st;
 }

@@ -10,7 +10,7 @@ ecm_status ecm_gpt2_forward(ecm_model *m, const ecm_batch *b, const int32_t *ids
     int C = c->d_model, NH = c->n_head, HD = c->head_dim, F = c->d_ff, R = b->R;
     int KVD = NH * HD, QKV = 3 * KVD;
     size_t n = (size_t)R * (2 * C + QKV + KVD + F);
-    float *x = ecm_alloc(n * sizeof(float)); /* (R, C) residual stream */
+    float *x = ecm_scratch(ECM_SCRATCH_ACT, n * sizeof(float)); /* (R, C) residual stream */
     if (!x) return ECM_ERR_NOMEM;
     float *xn = x + (size_t)R * C;           /* (R, C) normalised */
     float *qkv = xn + (size_t)R * C;         /* (R, QKV) */
@@ -41,6 +41,5 @@ ecm_status ecm_gpt2_forward(ecm_model *m, const ecm_batch *b, const int32_t *ids
         ecm_layernorm_forward(xn, all ? x : xn, m->norm_w, m->norm_b, rows, C, c->norm_eps);
         st = ecm_linear_forward(logits, xn, &m->lm_head, rows, 0);
     }
-    ecm_free(x);
     return st;
 }

@@ -11,7 +11,7 @@ ecm_status ecm_llama_forward(ecm_model *m, const ecm_batch *b, const int32_t *id
     int C = c->d_model, NH = c->n_head, NKV = c->n_kv_head, HD = c->head_dim, F = c->d_ff;
     int R = b->R, QD = NH * HD, KVD = NKV * HD, QKV = QD + 2 * KVD;
     size_t n = (size_t)R * (2 * C + QKV + QD + 3 * F);
-    float *x = ecm_alloc(n * sizeof(float)); /* (R, C) residual stream */
+    float *x = ecm_scratch(ECM_SCRATCH_ACT, n * sizeof(float)); /* (R, C) residual stream */
     if (!x) return ECM_ERR_NOMEM;
     float *xn = x + (size_t)R * C;      /* (R, C) */
     float *qkv = xn + (size_t)R * C;    /* (R, QKV): q | k | v */
@@ -42,6 +42,5 @@ ecm_status ecm_llama_forward(ecm_model *m, const ecm_batch *b, const int32_t *id
         ecm_rmsnorm_forward(xn, all ? x : xn, m->norm_w, rows, C, c->norm_eps);
         st = ecm_linear_forward(logits, xn, &m->lm_head, rows, 0);
     }
-    ecm_free(x);
     return st;
 }
