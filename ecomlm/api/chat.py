@@ -10,7 +10,7 @@ from ..errors import BadRequestError
 from . import _common as c
 from .completions import _json_mode
 from .models import DEFAULT_LIMITS, Limits, get_model
-from .objects import ChatCompletion, ChatCompletionChunk, fingerprint, new_id, now
+from .objects import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage, ChoiceDelta, fingerprint, new_id, now
 
 ALLOWED = {"model", "engine", "deployment_id", "messages", "max_tokens", "max_completion_tokens", "temperature",
            "top_p", "n", "stream", "stream_options", "logprobs", "top_logprobs", "stop", "presence_penalty",
@@ -92,7 +92,7 @@ def create_chat_completion(body: Dict[str, Any], limits: Limits = DEFAULT_LIMITS
         return c.Stream(_chunks(events, meta, len(ids), n, want_lp, top or 0, include_usage), events)
     comps = model.complete([ids], n=n, **params)[0]
     choices = [dict(index=comp.index,
-                    message=dict(role="assistant", content=comp.text, refusal=None),
+                    message=ChatCompletionMessage(role="assistant", content=comp.text, refusal=None),
                     logprobs=dict(content=[_entry(t, top or 0) for t in comp.logprobs or []], refusal=None)
                     if want_lp else None,
                     finish_reason=comp.finish_reason) for comp in comps]
@@ -119,16 +119,16 @@ def _chunks(events, meta, n_prompt: int, n: int, want_lp: bool, top: int, includ
         return ChatCompletionChunk(d)
 
     for i in range(n):  # OpenAI's first chunk of each choice names the role
-        yield chunk([dict(index=i, delta=dict(role="assistant", content="", refusal=None), logprobs=None,
+        yield chunk([dict(index=i, delta=ChoiceDelta(role="assistant", content="", refusal=None), logprobs=None,
                           finish_reason=None)])
     completion_tokens = 0
     for _, i, delta, lp, done in events:
         if done is not None:
             completion_tokens += done.completion_tokens
-            yield chunk([dict(index=i, delta={}, logprobs=None, finish_reason=done.finish_reason)])
+            yield chunk([dict(index=i, delta=ChoiceDelta(), logprobs=None, finish_reason=done.finish_reason)])
             continue
         lps = dict(content=[_entry(lp, top)], refusal=None) if want_lp and lp is not None else None
-        yield chunk([dict(index=i, delta=dict(content=delta), logprobs=lps, finish_reason=None)])
+        yield chunk([dict(index=i, delta=ChoiceDelta(content=delta), logprobs=lps, finish_reason=None)])
     if include_usage:
         yield chunk([], dict(prompt_tokens=n_prompt, completion_tokens=completion_tokens,
                              total_tokens=n_prompt + completion_tokens))

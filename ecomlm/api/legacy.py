@@ -20,34 +20,41 @@ from . import objects
 __all__ = ["Completion", "ChatCompletion", "Embedding", "model_list", "model_retrieve"]
 
 
+def _as(cls, result):
+    """The 0.x SDK returns instances of the class whose create() was called."""
+    if isinstance(result, dict):
+        return cls(result)
+    return result  # a stream of chunks
+
+
 class Completion(objects.Completion):
     @classmethod
     def create(cls, **kw: Any):
-        return completions.create(**kw)
+        return _as(cls, completions.create(**kw))
 
     @classmethod
     async def acreate(cls, **kw: Any):
-        return await _athread(completions.create, kw)
+        return _as(cls, await _athread(completions.create, kw))
 
 
 class ChatCompletion(objects.ChatCompletion):
     @classmethod
     def create(cls, **kw: Any):
-        return chat.create(**kw)
+        return _as(cls, chat.create(**kw))
 
     @classmethod
     async def acreate(cls, **kw: Any):
-        return await _athread(chat.create, kw)
+        return _as(cls, await _athread(chat.create, kw))
 
 
 class Embedding(objects.CreateEmbeddingResponse):
     @classmethod
     def create(cls, **kw: Any):
-        return embeddings.create(**kw)
+        return _as(cls, embeddings.create(**kw))
 
     @classmethod
     async def acreate(cls, **kw: Any):
-        return await _athread(embeddings.create, kw)
+        return _as(cls, await _athread(embeddings.create, kw))
 
 
 def model_list(cls=None, **_: Any) -> objects.ModelList:

@@ -56,9 +56,9 @@ def register_model(name: str, model: Union[str, os.PathLike, Model]) -> None:
 
 def unregister_model(name: str) -> None:
     with _lock:
-        _registered.pop(name, None)
+        src = _registered.pop(name, None)
         m = _loaded.pop(name, None)
-    if m is not None and not isinstance(_registered.get(name), Model):
+    if m is not None and not isinstance(src, Model):  # a Model handed to us stays the caller's
         m.close()
 
 

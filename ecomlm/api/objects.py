@@ -15,7 +15,7 @@ import string
 import time
 from typing import Any
 
-__all__ = ["OpenAIObject", "Completion", "ChatCompletion", "ChatCompletionChunk", "CreateEmbeddingResponse",
+__all__ = ["OpenAIObject", "ChoiceDelta", "ChatCompletionMessage", "Completion", "ChatCompletion", "ChatCompletionChunk", "CreateEmbeddingResponse",
            "ModelObject", "ModelList", "SyncPage", "new_id", "fingerprint", "now"]
 
 _ALNUM = string.ascii_letters + string.digits
@@ -109,6 +109,27 @@ class OpenAIObject(dict):
         ident = f" id={self['id']}" if isinstance(self.get("id"), str) else ""
         obj = f" {self['object']}" if isinstance(self.get("object"), str) else ""
         return f"<{type(self).__name__}{obj}{ident} at {hex(id(self))}> JSON: {self}"
+
+
+class _Optional(OpenAIObject):
+    """An object whose optional fields read as None when absent, as the v1
+    SDK's models do (``chunk.choices[0].delta.content or ""``), while the
+    JSON keeps OpenAI's shape (the last chunk's delta is ``{}``)."""
+
+    OPTIONAL: frozenset = frozenset()
+
+    def __getattr__(self, key: str) -> Any:
+        if key in self.OPTIONAL and key not in self:
+            return None
+        return super().__getattr__(key)
+
+
+class ChoiceDelta(_Optional):
+    OPTIONAL = frozenset({"role", "content", "refusal", "tool_calls", "function_call"})
+
+
+class ChatCompletionMessage(_Optional):
+    OPTIONAL = frozenset({"content", "refusal", "tool_calls", "function_call", "audio", "annotations"})
 
 
 class Completion(OpenAIObject):
