@@ -19,6 +19,7 @@ import hmac
 import json
 import logging
 import os
+import sys
 from contextlib import asynccontextmanager
 from typing import Dict, Optional, Sequence
 
@@ -68,6 +69,7 @@ def create_app(api_key: Optional[str] = None, max_body_bytes: int = DEFAULT_MAX_
             await run_in_threadpool(api_models.get_model, name, limits, _is_embedding(name))
         yield
         await run_in_threadpool(api_models.close_all)
+        print("ecomlm serve: stopped; models closed", file=sys.stderr, flush=True)
 
     app = FastAPI(title="ecomlm", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
