@@ -136,7 +136,7 @@ def create_app(api_key: Optional[str] = None, max_body_bytes: int = DEFAULT_MAX_
         body = await body_of(request)
         result = await run_in_threadpool(fn, body, limits)
         if body.get("stream") is True:
-            return StreamingResponse(_sse(result), media_type="text/event-stream",
+            return StreamingResponse(_sse(result, request), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         return JSONResponse(result)
 
@@ -162,7 +162,7 @@ def create_app(api_key: Optional[str] = None, max_body_bytes: int = DEFAULT_MAX_
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "version": __version__}
+        return {"status": "ok", "version": __version__, "streams": _open_streams[0]}
 
     return app
 
@@ -173,18 +173,32 @@ def _is_embedding(name: str) -> bool:
     return registry.canonical(name) == "all-minilm-l6-v2"
 
 
-def _sse(stream):
+_open_streams = [0]  # streams being sent now (shown by /health)
+
+
+async def _sse(stream, request):
     """Server-sent events: `data: {chunk}` per chunk, then `data: [DONE]`.
-    Starlette iterates this in a worker thread; a client that goes away
-    closes it, which cancels the generation."""
+    Each chunk is awaited in a worker thread. uvicorn drops writes to a
+    client that went away without telling the app, so the connection is
+    checked between chunks and the generation cancelled once it is gone."""
+    from starlette.concurrency import run_in_threadpool
+
+    done = object()
+    _open_streams[0] += 1
     try:
-        for chunk in stream:
+        while True:
+            chunk = await run_in_threadpool(next, stream, done)
+            if chunk is done:
+                break
+            if await request.is_disconnected():
+                return
             yield f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
         yield "data: [DONE]\n\n"
     except OpenAIError as e:  # mid-stream: OpenAI sends the error as an event
         yield f"data: {json.dumps(e.to_dict())}\n\n"
     finally:
-        stream.close()
+        _open_streams[0] -= 1
+        stream.cancel()
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, api_key: Optional[str] = None,

@@ -213,6 +213,19 @@ def test_same_seed_same_text_in_process_and_over_http(client):
             == ecomlm.OpenAI().chat.completions.create(**kw).choices[0].message.content)
 
 
+def test_client_gone_mid_stream_stops_generation(http):
+    with http.stream("POST", "/v1/chat/completions", json=dict(model=CHAT, messages=HELLO, max_tokens=500,
+                                                               stream=True)) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: {"):
+                break
+        assert http.get("/health").json()["streams"] == 1
+    deadline = time.time() + 20  # the server notices at its next token
+    while http.get("/health").json()["streams"] and time.time() < deadline:
+        time.sleep(0.1)
+    assert http.get("/health").json()["streams"] == 0
+
+
 def test_zz_clean_shutdown_on_sigterm(server, client):
     """SIGTERM with a stream in flight: uvicorn stops accepting, lets the
     request end, runs the app's shutdown (models closed), then exits by the

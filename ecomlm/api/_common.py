@@ -182,7 +182,12 @@ class Stream:
     def __next__(self):
         return next(self._chunks)
 
+    def cancel(self) -> None:
+        """Stop the generation from another thread (the server, when a client goes away)."""
+        self._source.cancel()
+
     def close(self) -> None:
+        self._source.cancel()
         self._chunks.close()
         self._source.close()
 

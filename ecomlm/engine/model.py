@@ -291,6 +291,10 @@ class CompletionStream:
     def __next__(self) -> tuple:
         return next(self._events)
 
+    def cancel(self) -> None:
+        """Stop generating; safe from any thread, even while another waits in next()."""
+        self._req.cancelled = True
+
     def close(self) -> None:
         self._req.cancelled = True
         self._events.close()
