@@ -125,6 +125,24 @@ def test_completion_logprobs(client):
     assert lp.text_offset == sorted(lp.text_offset)
 
 
+def test_echo_with_logprobs(client):
+    prompt = "Fast shipping and"
+    r = client.completions.create(model=TEXT, prompt=prompt, max_tokens=3, temperature=0, echo=True, logprobs=1)
+    ch = r.choices[0]
+    assert ch.text.startswith(prompt) and len(ch.text) > len(prompt)
+    lp = ch.logprobs
+    assert len(lp.tokens) == r.usage.prompt_tokens + r.usage.completion_tokens
+    assert lp.token_logprobs[0] is None and all(p <= 0 for p in lp.token_logprobs[1:])
+    assert "".join(lp.tokens) == ch.text and lp.text_offset[0] == 0
+
+
+def test_logit_bias_string_keys(client):
+    r = client.completions.create(model=TEXT, prompt="Hello", max_tokens=3, temperature=0, logprobs=0,
+                                  logit_bias={"504": 100})
+    toks = r.choices[0].logprobs.tokens
+    assert len(toks) == 3 and len(set(toks)) == 1  # token 504, forced three times
+
+
 def test_chat_logprobs(client):
     r = client.chat.completions.create(model=CHAT, messages=HELLO, max_tokens=4, temperature=0, logprobs=True,
                                        top_logprobs=3)

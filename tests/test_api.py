@@ -114,3 +114,16 @@ def test_abandoned_stream_is_cancelled():
     s.close()  # the engine frees the sequence; the next call is not held up behind 500 tokens
     r = ecomlm.OpenAI().completions.create(model="text-davinci-002", prompt="Once", max_tokens=2)
     assert r.choices[0].text
+
+
+def test_readme_alias_table_lists_every_alias():
+    import os
+
+    from ecomlm.engine import registry
+
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8").read()
+    table = readme[readme.index("| OpenAI name | served by |"):]
+    table = table[:table.index("\n\n")]
+    for alias, target in registry.ALIASES.items():
+        line = next((ln for ln in table.splitlines() if f"`{alias}`" in ln), None)
+        assert line is not None and f"`{target}`" in line, alias
