@@ -227,6 +227,17 @@ def test_completion_errors(client, kw, status, param, code):
     expect_error(lambda: client.completions.create(**args), status, param, code)
 
 
+def test_stream_errors_come_before_the_stream(client):
+    """A streamed request with a bad argument fails as the call returns (HTTP
+    400), never halfway through the events."""
+    expect_error(lambda: client.chat.completions.create(model=CHAT, messages=HELLO, stream=True, temperature=5),
+                 400, "temperature")
+    expect_error(lambda: client.completions.create(model=TEXT, prompt="hello " * 9000, stream=True), 400,
+                 "prompt", "context_length_exceeded")
+    expect_error(lambda: client.chat.completions.create(model=CHAT, messages=HELLO, stream_options={
+        "include_usage": True}), 400, "stream_options")
+
+
 def test_embedding_errors(client):
     expect_error(lambda: client.embeddings.create(model=EMBED, input=""), 400, "input")
     expect_error(lambda: client.embeddings.create(model=CHAT, input="x"), 400, "model", "invalid_model")
