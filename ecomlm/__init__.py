@@ -3,6 +3,10 @@
     import ecomlm
     m = ecomlm.load("all-minilm-l6-v2")     # a registered name or a model directory
     m.embed(["red running shoes"])          # numpy (N, 384)
+
+    import ecomlm as openai                 # code written for OpenAI's SDK, 0.x or v1
+    openai.Completion.create(engine="text-davinci-002", prompt="...", max_tokens=50)
+    openai.OpenAI().chat.completions.create(model="gpt-4o-mini", messages=[...])
 """
 
 from . import errors  # noqa: F401  (the C engine looks its exception classes up here)
@@ -10,3 +14,22 @@ from .errors import *  # noqa: F401,F403
 from .engine.model import Model, load  # noqa: F401
 
 __version__ = "0.1.0"
+
+from . import error  # noqa: E402,F401  (openai.error.InvalidRequestError of the 0.x SDK)
+from .api import AsyncOpenAI, ChatCompletion, Completion, Embedding, OpenAI, OpenAIObject  # noqa: E402,F401
+from .api.legacy import model_list as _model_list, model_retrieve as _model_retrieve  # noqa: E402
+
+# `ecomlm.Model` is the engine's class (what `ecomlm.load` returns) and also the
+# 0.x SDK's `openai.Model`: the two class methods below are bound here, at the
+# package root, so the engine layer itself knows nothing of the API above it.
+Model.list = classmethod(_model_list)
+Model.retrieve = classmethod(_model_retrieve)
+
+# the 0.x SDK's module settings: accepted and ignored (nothing leaves the machine)
+api_key = None
+api_key_path = None
+api_base = "local"
+api_type = "open_ai"
+api_version = None
+organization = None
+proxy = None

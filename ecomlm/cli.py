@@ -4,6 +4,7 @@
     ecomlm pull NAME            fetch a named model into $ECOMLM_HOME
     ecomlm models               list the named models and OpenAI aliases
     ecomlm info                 the engine's build: SIMD path, OpenMP, threads
+    ecomlm serve                an OpenAI-compatible HTTP server on 127.0.0.1:8000
 """
 
 from __future__ import annotations
@@ -47,6 +48,22 @@ def _cmd_demo(args) -> int:
     return run(n_threads=args.threads)
 
 
+def _cmd_serve(args) -> int:
+    from .server import serve
+
+    models = {}
+    for spec in args.model or []:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            print(f"ecomlm: error: --model wants NAME=PATH, got {spec!r}", file=sys.stderr)
+            return 2
+        models[name] = path
+    serve(host=args.host, port=args.port, api_key=args.api_key, max_body_bytes=args.max_body_bytes,
+          max_tokens=args.max_tokens, max_n=args.max_n, max_concurrency=args.max_concurrency, models=models,
+          preload=args.preload or [], log_level=args.log_level)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="ecomlm", description="Small language models on the CPU for e-commerce.")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -62,6 +79,21 @@ def main(argv=None) -> int:
     p = sub.add_parser("demo", help="run the demo on the default models")
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(fn=_cmd_demo)
+    p = sub.add_parser("serve", help="OpenAI-compatible HTTP server (needs the serve extra)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", default=None,
+                   help="require `Authorization: Bearer KEY` (default: $ECOMLM_API_KEY; none: open)")
+    p.add_argument("--max-tokens", type=int, default=2048, help="most completion tokens a request may ask for")
+    p.add_argument("--max-n", type=int, default=16, help="most choices (n, best_of) a request may ask for")
+    p.add_argument("--max-body-bytes", type=int, default=4 << 20, help="largest request body")
+    p.add_argument("--max-concurrency", type=int, default=None,
+                   help="connections at once before answering 503 (default: no limit)")
+    p.add_argument("--model", action="append", metavar="NAME=PATH",
+                   help="also serve a model directory or .gguf file under NAME (repeatable)")
+    p.add_argument("--preload", action="append", metavar="NAME", help="load this model at start (repeatable)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(fn=_cmd_serve)
     args = ap.parse_args(argv)
     from .errors import OpenAIError
 

@@ -196,6 +196,7 @@ class Scheduler:
         self._closed = False
         self._prefixes: List[Tuple[Tuple[int, ...], Any]] = []  # (ids, cache), most recent last
         self.max_batch = 64
+        self._admitted: List[_Request] = []  # taken from the queue in the current step
 
     # -------------------------------------------------------------- public
     def submit(self, prompts: List[List[int]], n: int, params: SamplingParams, want_logprobs: bool) -> _Request:
@@ -238,7 +239,8 @@ class Scheduler:
                 active = self._step(active, waiting)
             except Exception as e:  # noqa: BLE001 - delivered to the callers, never lost
                 err = e if isinstance(e, (BadRequestError, APIError)) else APIError(f"generation failed: {e}")
-                self._fail_all(active, waiting, err)
+                # requests taken from `waiting` this step are in neither list yet
+                self._fail_all(active, waiting + self._admitted, err)
                 active, waiting = [], []
 
     def _fail_all(self, active, waiting, err) -> None:
@@ -286,6 +288,7 @@ class Scheduler:
     def _admit(self, waiting: List[_Request], room: int):
         """Start the prompts of waiting requests: (leaders to prefill, rows)."""
         leaders = []
+        self._admitted = []
         while waiting and room > 0:
             req = waiting[0]
             if req.cancelled:
@@ -295,6 +298,7 @@ class Scheduler:
             if len(req.prompts) * req.n > room and leaders:
                 break
             waiting.pop(0)
+            self._admitted.append(req)
             room -= len(req.prompts) * req.n
             for pi, ids in enumerate(req.prompts):
                 group = [_Seq(req, pi, i, self.vocab) for i in range(req.n)]
@@ -307,6 +311,7 @@ class Scheduler:
         return leaders
 
     def _step(self, active: List[_Seq], waiting: List[_Request]) -> List[_Seq]:
+        self._admitted = []
         leaders = self._admit(waiting, self.max_batch - len(active)) if waiting else []
         # echo + logprobs needs the prompt's own logits: prefill those alone
         batch_ids, batch_caches, rows = [], [], []

@@ -210,6 +210,36 @@ class Model:
                 s = ev[1]
                 yield (s.prompt_index, s.index, "", None, s.finish)
 
+    def stream_completions(self, prompts, n: int = 1, **params) -> "CompletionStream":
+        """Validate and start generating now; return an iterator of
+        (prompt_index, index, text_delta, TokenLogprob or None, Completion or None).
+
+        Unlike stream(), bad arguments raise here, before anything is
+        iterated (a server can still answer 400), and each choice's last
+        event carries its whole Completion (finish_reason, token counts)."""
+        from .generate import iter_events, to_completion
+
+        if isinstance(prompts, (str, bytes)) or (isinstance(prompts, (list, tuple)) and prompts
+                                                   and isinstance(prompts[0], (int, np.integer))):
+            prompts = [prompts]
+        if not isinstance(prompts, (list, tuple)) or not prompts:
+            raise BadRequestError("prompt must be a string, a list of strings or token ids", param="prompt")
+        n = _count("n", n, 1, 128)
+        ids = [self._prompt_ids(p) for p in prompts]
+        p = self._params(params)
+        req = self._scheduler_get().submit(ids, n, p, p.logprobs is not None)
+
+        def events():
+            for ev in iter_events(req):
+                if ev[0] == "delta":
+                    _, s, text, lp = ev
+                    yield (s.prompt_index, s.index, text, lp, None)
+                else:
+                    s = ev[1]
+                    yield (s.prompt_index, s.index, "", None, to_completion(s))
+
+        return CompletionStream(req, events())
+
     def generate(self, prompt, max_tokens: Optional[int] = 64, **params) -> str:
         """The continuation of one prompt, as text (temperature 0: greedy)."""
         return self.complete(prompt, max_tokens=max_tokens, **params)[0][0].text
@@ -245,6 +275,32 @@ class Model:
                                             pooling, normalize))
             return np.concatenate(out, axis=0)
         return self._core.embed(inputs, attention_mask, token_type_ids, pooling, normalize)
+
+
+class CompletionStream:
+    """The events of a started generation; dropping or closing it before the
+    end cancels the sequences still decoding."""
+
+    def __init__(self, req, events):
+        self._req = req
+        self._events = events
+
+    def __iter__(self) -> "CompletionStream":
+        return self
+
+    def __next__(self) -> tuple:
+        return next(self._events)
+
+    def cancel(self) -> None:
+        """Stop generating; safe from any thread, even while another waits in next()."""
+        self._req.cancelled = True
+
+    def close(self) -> None:
+        self._req.cancelled = True
+        self._events.close()
+
+    def __del__(self) -> None:
+        self._req.cancelled = True
 
 
 def _sentence_max_len(path: Optional[str]) -> Optional[int]:
