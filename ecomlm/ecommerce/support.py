@@ -95,7 +95,7 @@ _STATUS = {
 
 
 def _sentences(text: str) -> list[str]:
-    return [s.strip() for s in re.split(r"(?<=[.!?\u3002\uff01\uff1f])\s*", text) if s.strip()]
+    return [s.strip() for s in re.split(r"(?<=[.!?])\s+|(?<=[\u3002\uff01\uff1f])\s*", text) if s.strip()]
 
 
 def key_sentences(entry: dict, max_sentences: int = 2) -> list[str]:
@@ -192,7 +192,8 @@ class SupportAgent:
                                  "or their orders. I can only help with your own account and orders.")
         if order_id is not None:
             return self._order_reply(order_id, customer)
-        if _ORDER_ASK.search(question) and not self.kb_hit_is_confident(question):
+        asks_order = bool(_ORDER_ASK.search(question)) and self.order_lookup is not None
+        if asks_order and not self.kb_hit_is_confident(question):
             return Reply("I can check that for you. What's your order number?")
 
         scores = self._scores(question, user_turns)
@@ -204,7 +205,10 @@ class SupportAgent:
                                  "payment and warranty, and I couldn't find this in our policies. Would you like me "
                                  "to connect you with a person from our team?", score)
         entry = self.kb.records[best]
-        return self._answer(question, entry, score)
+        reply = self._answer(question, entry, score)
+        if asks_order:
+            reply.text += " If you give me your order number, I can check its status for you."
+        return reply
 
     def kb_hit_is_confident(self, question: str) -> bool:
         s = self.kb.scores(question)[0]
