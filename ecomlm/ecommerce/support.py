@@ -8,8 +8,9 @@ human with a reason.
 
 A 135M model cannot be trusted with facts, so the agent never lets it state
 one on its own:
-  1. retrieval picks the entry; the entry's key sentences (those holding its
-     `facts`, else its first sentence) are the extractive answer;
+  1. retrieval picks the entry; its key sentences (those holding its
+     `facts`, else its first sentence) plus the sentence nearest the question
+     are the extractive answer;
   2. the model rephrases that answer for the question (`generate=True`);
   3. the rephrasing is kept only if it states every fact of the entry, adds
      no number the entry lacks and no negation or "after/before" the key
@@ -224,13 +225,26 @@ class SupportAgent:
 
     # --------------------------------------------------------------- answer
     def _answer(self, question: str, entry: dict, score: float) -> Reply:
-        extractive = " ".join(key_sentences(entry))
+        extractive = " ".join(self._answer_sentences(question, entry))
         facts = _facts(entry, extractive)
         if self.generate:
             text = self._rephrase(question, extractive)
             if text is not None and self._faithful(text, facts, entry, extractive):
                 return Reply(text, [entry["id"]], False, None, score, True)
         return Reply(extractive, [entry["id"]], False, None, score, False)
+
+    def _answer_sentences(self, question: str, entry: dict) -> list:
+        """The entry's key (fact) sentences plus the sentence closest to the
+        question, in the entry's order: the question may ask about a detail
+        other than the headline fact."""
+        keys = key_sentences(entry)
+        sents = _sentences(entry["text"])
+        if len(sents) > len(keys):
+            vecs = self.kb.embed([question] + sents)
+            best = sents[int(np.argmax(vecs[1:] @ vecs[0]))]
+            if best not in keys:
+                keys = [x for x in sents if x in keys or x == best]
+        return keys
 
     def _rephrase(self, question: str, facts_text: str) -> Optional[str]:
         msgs = [{"role": "system", "content": f"You are {self.shop_name}'s friendly customer support assistant. "
