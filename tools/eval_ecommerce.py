@@ -116,8 +116,9 @@ def descriptions(shop):
     writer = DescriptionWriter()
     rows = []
     t = time.time()
-    for _, p in products.iterrows():
-        d = writer.write(p)
+    recs = products.to_dict("records")
+    ds = [d for b in range(0, len(recs), 8) for d in writer.write_many(recs[b:b + 8])]   # one decode batch per 8
+    for d in ds:
         rows.append(dict(n_values=d.n_values, n_missing=len(d.missing), invented=len(d.invented), tries=d.tries,
                          repaired=d.repaired))
     df = pd.DataFrame(rows)
