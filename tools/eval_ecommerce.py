@@ -1,11 +1,18 @@
 """Measure the e-commerce bars on the sample shop with the default embedding model.
 
-    python tools/eval_ecommerce.py            # all three
-    python tools/eval_ecommerce.py kb recommender reviews
+    python tools/eval_ecommerce.py            # all of them
+    python tools/eval_ecommerce.py kb recommender reviews support descriptions
+    ECOMLM_EVAL_N=20 python tools/eval_ecommerce.py support    # a quick subset
 
 kb:          top-1 / top-3 retrieval accuracy on the held-out paraphrased questions
 recommender: recall@10, NDCG@10, coverage on a time-based split (last 20 % of events)
 reviews:     sentiment accuracy and aspect F1 on a seeded 80/20 split of the reviews
+support:     SupportAgent with smollm2-135m-instruct on the held-out questions: source top-1,
+             fact stated, model wording kept, hand-off rate (and reason) on the hand-off
+             cases, follow-ups resolved, false hand-offs on in-scope questions; plus the
+             hand-off threshold's calibration on the training dialogues (never the held-out set)
+descriptions: DescriptionWriter on held-out products (the last 60 of the catalog by id):
+             attribute values stated, invented numbers surviving, model text kept vs repaired
 """
 
 import os
@@ -50,9 +57,81 @@ def reviews(shop):
               f"polarity acc {m['aspect_polarity_accuracy']:.3f}  exact aspects {m['aspect_exact_match']:.3f}")
 
 
+SUPPORT_CUSTOMER = "C1001"
+SUPPORT_ORDERS = {  # a tiny order store for the order-status and privacy cases
+    "BC-24999": {"order_id": "BC-24999", "customer_id": "C1001", "status": "shipped", "items": ["Loomwell Mesa Fleece Jacket"],
+                 "carrier": "UPS", "tracking": "1Z2613976313", "shipped": "2026-03-28", "eta": "2026-03-31"},
+    "BC-20931": {"order_id": "BC-20931", "customer_id": "C2002", "status": "delivered", "items": ["Ridgeway Tent"],
+                 "carrier": "FedEx", "eta": "2026-04-02"},
+}
+
+
+def support(shop):
+    from ecomlm.ecommerce import SupportAgent
+
+    n = int(os.environ.get("ECOMLM_EVAL_N", "0")) or None
+    kbase = KnowledgeBase.from_records(shop.kb_records("en"))
+    # calibration: off-topic requests of the training dialogues vs the KB's own example questions
+    oos = sorted({d["messages"][1]["content"] for d in shop.dialogues
+                  if d["messages"][2]["content"].startswith(("I'm sorry, I can only", "That's outside"))})
+    agent = SupportAgent(kbase, order_lookup=SUPPORT_ORDERS.get, customer_id=SUPPORT_CUSTOMER, shop_name="Brightcart")
+    print(f"  calibration: best KB score of the dialogues' {len(oos)} off-topic requests: "
+          f"max {max(float(kbase.scores(q)[0].max()) for q in oos):.3f}; min_score = {agent.min_score}")
+    rows = []
+    qs = shop.questions
+    if n:  # a quick run: the first n in-scope questions, every follow-up and hand-off case
+        qs = [q for q in qs if q["type"] == "in_scope"][:n] + [q for q in qs if q["type"] != "in_scope"]
+    for q in qs:
+        t = time.time()
+        r = agent.ask(q["question"], history=q.get("history"))
+        rows.append(dict(type=q["type"], qid=q["qid"], want=q["kb_id"], got=r.sources[0] if r.sources else None,
+                         fact=q["fact"], stated=bool(q["fact"]) and q["fact"].lower() in r.text.lower(),
+                         handoff=r.handoff, want_reason=q.get("reason"), reason=r.reason, generated=r.generated,
+                         secs=time.time() - t, text=r.text))
+    df = pd.DataFrame(rows)
+    ins, fol, hand = df[df.type == "in_scope"], df[df.type == "follow_up"], df[df.type == "handoff"]
+    if len(ins):
+        print(f"  in-scope  n={len(ins):3d}  source top-1 {np.mean(ins.got == ins.want):.3f}  "
+              f"fact stated {ins.stated.mean():.3f} (when the source is right: {ins[ins.got == ins.want].stated.mean():.3f})  "
+              f"model wording kept {ins.generated.mean():.3f}  false hand-offs {ins.handoff.mean():.3f}")
+    if len(fol):
+        print(f"  follow-up n={len(fol):3d}  resolved (right source) {np.mean(fol.got == fol.want):.3f}  "
+              f"fact stated {fol.stated.mean():.3f}")
+    if len(hand):
+        print(f"  hand-off  n={len(hand):3d}  fired {hand.handoff.mean():.3f}  right reason "
+              f"{np.mean(hand.reason == hand.want_reason):.3f}")
+        for reason, g in hand.groupby("want_reason"):
+            print(f"      {reason:17s} n={len(g):2d} fired {g.handoff.mean():.2f}  reasons given {sorted(set(map(str, g.reason)))}")
+    print(f"  {df.secs.mean():.2f} s per question")
+    bad = ins[(ins.got != ins.want) | ~ins.stated]
+    if len(bad) and os.environ.get("ECOMLM_EVAL_VERBOSE"):
+        print(bad[["qid", "want", "got", "stated"]].to_string())
+
+
+def descriptions(shop):
+    from ecomlm.ecommerce import DescriptionWriter
+
+    n = int(os.environ.get("ECOMLM_EVAL_N", "0")) or 60
+    products = shop.products.sort_values("product_id").tail(n)
+    writer = DescriptionWriter()
+    rows = []
+    t = time.time()
+    recs = products.to_dict("records")
+    ds = [d for b in range(0, len(recs), 8) for d in writer.write_many(recs[b:b + 8])]   # one decode batch per 8
+    for d in ds:
+        rows.append(dict(n_values=d.n_values, n_missing=len(d.missing), invented=len(d.invented), tries=d.tries,
+                         repaired=d.repaired))
+    df = pd.DataFrame(rows)
+    cov = 1 - df.n_missing.sum() / df.n_values.sum()
+    print(f"  n={len(df)} products  attribute values stated {cov:.3f} ({df.n_values.sum() - df.n_missing.sum()}/"
+          f"{df.n_values.sum()})  invented numbers surviving {int(df.invented.sum())}  "
+          f"model text kept without repair {1 - df.repaired.mean():.3f}  mean tries {df.tries.mean():.2f}  "
+          f"({(time.time() - t) / len(df):.1f} s per product)")
+
+
 def main(argv):
     shop = sample_shop()
-    for name in argv or ["kb", "recommender", "reviews"]:
+    for name in argv or ["kb", "recommender", "reviews", "support", "descriptions"]:
         t = time.time()
         print(f"{name}:")
         globals()[name](shop)

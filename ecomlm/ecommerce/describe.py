@@ -5,8 +5,23 @@
 
 `missing` lists the given attribute values the text does not state;
 `invented` lists numbers in the text that no attribute value contains (a
-price, a size or a battery life the writer made up). The DescriptionWriter
-(generation) lands later and regenerates until both are empty.
+price, a size or a battery life the writer made up).
+
+DescriptionWriter writes with the chat model and enforces the check:
+
+    writer = DescriptionWriter()                 # smollm2-135m-instruct
+    d = writer.write(row, tone="friendly", length="short")
+    d.text, d.missing, d.invented, d.tries, d.repaired
+
+Each try is checked; a try with gaps is regenerated (another seed, a warmer
+temperature, and the missing values named in the prompt) up to `max_tries`.
+The best try is then repaired deterministically: sentences with an invented
+number are dropped and the values still missing are appended as one compact
+sentence ("Details: color red; price $59.00."). So the returned text states
+every given value and no invented number, by construction; `repaired` and
+`model_missing` say how much of that the model did on its own.
+Chinese (`language="zh"`) is written from a template: the 135M model does not
+write usable Chinese.
 """
 
 from __future__ import annotations
@@ -19,7 +34,7 @@ from typing import Iterable, Optional
 
 from ..errors import BadRequestError
 
-__all__ = ["Description", "attribute_values", "find_missing", "find_invented_numbers", "check_description"]
+__all__ = ["Description", "DescriptionWriter", "attribute_values", "find_missing", "find_invented_numbers", "check_description"]
 
 # attributes that identify or annotate a product rather than describe it
 SKIP_KEYS = {"product_id", "id", "sku", "currency", "added_on", "category_zh", "tier", "description"}
@@ -32,6 +47,10 @@ class Description:
     text: str
     missing: list = field(default_factory=list)     # "key=value" not stated in the text
     invented: list = field(default_factory=list)    # numbers in the text not in the input
+    tries: int = 0                                  # model generations made (DescriptionWriter)
+    repaired: bool = False                          # True: the text was patched after the model's tries
+    model_missing: list = field(default_factory=list)  # what the model's best try left out, before repair
+    n_values: int = 0                               # attribute values checked
 
     @property
     def faithful(self) -> bool:
@@ -140,3 +159,310 @@ def check_description(text: str, attributes: dict, keys: Optional[Iterable[str]]
                       allowed: Iterable = ()) -> Description:
     """Description(text, missing, invented) for a candidate text."""
     return Description(text, find_missing(text, attributes, keys), find_invented_numbers(text, attributes, allowed))
+
+
+# ------------------------------------------------------------------ writer
+
+DEFAULT_CHAT_MODEL = "smollm2-135m-instruct"
+TONES = ("friendly", "professional", "playful", "luxury", "minimal")
+LENGTHS = {"short": (2, 90), "medium": (4, 150), "long": (6, 230)}    # sentences asked for, max tokens
+LANGUAGES = ("en", "zh")
+_LABEL = {"name": "name", "brand": "brand", "category": "category", "subcategory": "type", "color": "color",
+          "material": "material", "sizes": "sizes", "price": "price", "weight_g": "weight (g)",
+          "features": "features"}
+
+
+def _fmt(key: str, value) -> str:
+    if isinstance(value, float) and key == "price":
+        return f"${value:.2f}"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _attrs(attributes) -> dict:
+    if hasattr(attributes, "to_dict") and not isinstance(attributes, dict):
+        attributes = attributes.to_dict()
+    if not isinstance(attributes, dict) or not attributes:
+        raise BadRequestError("attributes must be a non-empty dict (or a pandas row)", param="attributes")
+    out = {}
+    for k, v in attributes.items():
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            continue
+        if hasattr(v, "item") and not isinstance(v, (list, tuple)):
+            v = v.item()                                    # numpy scalars from a pandas row
+        out[str(k)] = v
+    if not attribute_values(out):
+        raise BadRequestError("attributes has no describable value (only ids or empty fields)", param="attributes")
+    return out
+
+
+class DescriptionWriter:
+    """Product descriptions from attributes with the chat `model`, checked for
+    faithfulness (see the module docstring)."""
+
+    def __init__(self, model=DEFAULT_CHAT_MODEL, *, max_tries: int = 2, seed: int = 0, keys=None):
+        if not (isinstance(model, str) and model) and not hasattr(model, "chat"):
+            raise BadRequestError("model must be a model name or a loaded model", param="model")
+        if isinstance(max_tries, bool) or not isinstance(max_tries, int) or max_tries < 0:
+            raise BadRequestError(f"max_tries must be an integer >= 0, got {max_tries!r}", param="max_tries")
+        if keys is not None and (isinstance(keys, str) or not all(isinstance(k, str) for k in keys)):
+            raise BadRequestError("keys must be a list of attribute names", param="keys")
+        self.model_name = model
+        self._model = model if hasattr(model, "chat") else None
+        self.max_tries = max_tries
+        self.seed = seed
+        self.keys = list(keys) if keys is not None else None
+
+    @property
+    def model(self):
+        if self._model is None:
+            import ecomlm
+
+            self._model = ecomlm.load(self.model_name)
+        return self._model
+
+    # ---------------------------------------------------------------- write
+    def write(self, attributes, tone: str = "friendly", length: str = "short", language: str = "en") -> Description:
+        """A Description of one product (a dict or a pandas row)."""
+        return self.write_many([attributes], tone=tone, length=length, language=language)[0]
+
+    def write_many(self, products, tone: str = "friendly", length: str = "short", language: str = "en"
+                   ) -> list[Description]:
+        """write() for many products; each round of tries decodes all of them
+        in one batch, which costs little more than one."""
+        if hasattr(products, "to_dict") and hasattr(products, "columns"):
+            products = products.to_dict("records")
+        if not isinstance(products, (list, tuple)) or not products:
+            raise BadRequestError("products must be a non-empty list of attribute dicts (or a DataFrame)",
+                                  param="products")
+        attrs = [_attrs(a) for a in products]
+        if not isinstance(tone, str) or not tone.strip():
+            raise BadRequestError("tone must be a word such as 'friendly' or 'professional'", param="tone")
+        _one_of(length, "length", LENGTHS)
+        _one_of(language, "language", LANGUAGES)
+        keys = [[k for k in self.keys if k in a] if self.keys is not None else None for a in attrs]
+        n_values = [len(attribute_values(a, k)) for a, k in zip(attrs, keys)]
+        if language == "zh":
+            return [self._finish(check_description(_template_zh(a), a, k), a, k, 0, n, language)
+                    for a, k, n in zip(attrs, keys, n_values)]
+        n_sent, max_tokens = LENGTHS[length]
+        best: list = [None] * len(attrs)
+        tries = [0] * len(attrs)
+        for t in range(self.max_tries):
+            todo = [i for i, b in enumerate(best) if b is None or not b.faithful]
+            if not todo:
+                break
+            msgs = [self._prompt(attrs[i], keys[i], tone, n_sent, best[i].missing if best[i] else []) for i in todo]
+            texts = self._generate(msgs, max_tokens, t)
+            for i, text in zip(todo, texts):
+                tries[i] += 1
+                d = check_description(text, attrs[i], keys[i])
+                if best[i] is None or _badness(d) < _badness(best[i]):
+                    best[i] = d
+        return [self._finish(b if b is not None else check_description("", a, k), a, k, t, n, language)
+                for b, a, k, t, n in zip(best, attrs, keys, tries, n_values)]
+
+    def _finish(self, d: Description, attrs, keys, tries, n_values, language) -> Description:
+        model_missing = list(d.missing)
+        text, repaired = d.text, False
+        if d.invented:
+            text = " ".join(s for s in _sentences(text) if not find_invented_numbers(s, attrs))
+            repaired = True
+        missing = find_missing(text, attrs, keys)
+        if missing:
+            text = (text + " " + _details(attrs, missing, language)).strip()
+            repaired = True
+        out = check_description(text, attrs, keys)
+        out.tries, out.repaired, out.model_missing, out.n_values = tries, repaired, model_missing, n_values
+        return out
+
+    def _prompt(self, attrs, keys, tone, n_sent, missing) -> list:
+        facts = "\n".join(f"- {_LABEL.get(k, k)}: {_fmt(k, v)}" for k, v in attrs.items()
+                          if k not in SKIP_KEYS and (keys is None or k in keys))
+        must = ""
+        if missing:
+            vals = ", ".join(m.split("=", 1)[1] for m in missing)
+            must = f" Be sure to mention: {vals}."
+        return [{"role": "system", "content": "You write product descriptions for an online shop. Use only the "
+                 "facts given; do not add numbers, measurements or claims that are not in the facts."},
+                {"role": "user", "content": f"Write a {tone} product description in {n_sent} sentences for this "
+                 f"product. Mention the name, brand, category, color, material, price and every feature.{must}\n\n{facts}"}]
+
+    def _generate(self, msgs: list, max_tokens: int, attempt: int) -> list[str]:
+        """One batch of chat completions, cleaned; the first attempt is greedy,
+        retries sample (temperature 0.7, another seed)."""
+        m = self.model
+        ids = [m.apply_chat_template(x) for x in msgs]
+        temperature = 0.0 if attempt == 0 else 0.7
+        outs = m.complete(ids, max_tokens=max_tokens, temperature=temperature, seed=self.seed + attempt)
+        return [_clean(o[0].text) for o in outs]
+
+    # -------------------------------------------------------------- catalog
+    def write_catalog(self, products, output=None, *, id_column: Optional[str] = None, progress: bool = True,
+                      batch_size: int = 8,
+                      **write_kwargs):
+        """Describe every product of `products` (a DataFrame, a list of dicts,
+        or a .jsonl/.csv path); returns a copy with "description",
+        "missing" and "invented" columns. With `output` (a .jsonl path) each
+        product's result is appended as it is written and a rerun skips the
+        ids already there, so a long run can be interrupted and resumed."""
+        import json as _json
+        import os
+
+        import pandas as pd
+
+        from . import _validate as V
+
+        if isinstance(products, (str, os.PathLike)):
+            path = os.fspath(products)
+            if not os.path.isfile(path):
+                from ..errors import NotFoundError
+
+                raise NotFoundError(f"file not found: {path}", param="products")
+            products = pd.read_csv(path) if path.endswith(".csv") else pd.read_json(path, lines=True)
+        df = V.dataframe(products, "products")
+        if id_column is None:
+            id_column = next((c for c in ("product_id", "id", "sku") if c in df.columns), None)
+            if id_column is None:
+                raise BadRequestError("products needs an id column (product_id, id or sku), or pass id_column=",
+                                      param="products.product_id")
+        df = V.dataframe(df, "products", [id_column])
+        ids = df[id_column].astype(str)
+        if ids.duplicated().any():
+            raise BadRequestError(f"products.{id_column} has duplicate ids, e.g. {ids[ids.duplicated()].iloc[0]!r}",
+                                  param=f"products.{id_column}")
+        done = {}
+        if output is not None:
+            output = os.fspath(output)
+            if os.path.exists(output):
+                with open(output, encoding="utf-8") as f:
+                    for line in f:
+                        if line.strip():
+                            try:
+                                rec = _json.loads(line)
+                            except _json.JSONDecodeError:
+                                continue                     # a line cut by an interrupted run
+                            done[str(rec.get("id"))] = rec
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:                                  # pragma: no cover
+            tqdm = None
+        rows = df.to_dict("records")
+        todo = [(pid, row) for pid, row in zip(ids, rows) if pid not in done]
+        bar = tqdm(total=len(rows), initial=len(rows) - len(todo), desc="descriptions",
+                   disable=not progress) if tqdm is not None else None
+        V.positive_int(batch_size, "batch_size")
+        sink = open(output, "a", encoding="utf-8") if output is not None else None
+        try:
+            for b in range(0, len(todo), batch_size):
+                chunk = todo[b:b + batch_size]
+                ds = self.write_many([{k: v for k, v in row.items() if k != "description"} for _, row in chunk],
+                                     **write_kwargs)
+                for (pid, _), d in zip(chunk, ds):
+                    rec = {"id": pid, "description": d.text, "missing": d.missing, "invented": d.invented}
+                    done[pid] = rec
+                    if sink is not None:
+                        sink.write(_json.dumps(rec, ensure_ascii=False) + "\n")
+                        sink.flush()
+                if bar is not None:
+                    bar.update(len(chunk))
+        finally:
+            if sink is not None:
+                sink.close()
+            if bar is not None:
+                bar.close()
+        results = [done[pid] for pid in ids]
+        out = df.copy()
+        out["description"] = [r["description"] for r in results]
+        out["missing"] = [r["missing"] for r in results]
+        out["invented"] = [r["invented"] for r in results]
+        return out
+
+    # ------------------------------------------------------------- variants
+    def variants(self, attributes, tone: str = "friendly") -> dict:
+        """Marketing variants: {"title", "bullets", "ad"}. Title and bullets
+        are composed from the attributes; the ad line is the model's, kept
+        only if it invents no number (else a template line)."""
+        attrs = _attrs(attributes)
+        name = str(attrs.get("name", "")).strip()
+        brand = str(attrs.get("brand", "")).strip()
+        title = name if not brand or brand.lower() in name.lower() else f"{brand} {name}"
+        extra = [str(attrs[k]) for k in ("color", "material") if k in attrs]
+        if extra:
+            title += " \u2013 " + ", ".join(extra)
+        bullets = [f.capitalize() for _, f in attribute_values(attrs, [k for k in ("features",) if k in attrs])]
+        if "material" in attrs:
+            bullets.append(f"Made of {attrs['material']}")
+        if "sizes" in attrs:
+            bullets.append("Sizes: " + ", ".join(str(v) for _, v in attribute_values(attrs, ["sizes"])))
+        if "price" in attrs:
+            bullets.append(f"Price: {_fmt('price', attrs['price'])}")
+        facts = "; ".join(f"{_LABEL.get(k, k)}: {_fmt(k, v)}" for k, v in attrs.items() if k not in SKIP_KEYS)
+        msgs = [{"role": "system", "content": "You write one-line ads for an online shop. Use only the facts given."},
+                {"role": "user", "content": f"Write one short, {tone} advertising line (under 15 words) for: {facts}"}]
+        ad = self.model.chat(msgs, max_tokens=32, temperature=0, seed=self.seed, stop=["\n"]).strip().strip('"')
+        if not ad or find_invented_numbers(ad, attrs) or len(ad) > 160:
+            feats = [v for _, v in attribute_values(attrs, ["features"])] if "features" in attrs else []
+            short = title.split(" \u2013 ")[0]
+            ad = f"{short}: {feats[0]}." if feats else f"Meet the {short}."
+        return {"title": title, "bullets": bullets, "ad": ad}
+
+
+def _badness(d: Description) -> int:
+    return len(d.missing) + 2 * len(d.invented)
+
+
+def _clean(out: str) -> str:
+    out = re.sub(r"^\s*(?:\*\*)?(?:product )?description:?(?:\*\*)?\s*", "", out.strip(), flags=re.I)
+    out = re.sub(r"[#*]+", "", out)
+    sents = _sentences(out)
+    if sents and not re.search(r"[.!?]$", sents[-1]):
+        sents = sents[:-1]                                   # cut off by max_tokens
+    return " ".join(sents)
+
+
+def _one_of(value, param, choices):
+    if value not in choices:
+        raise BadRequestError(f"{param} must be one of {', '.join(map(repr, choices))}, got {value!r}", param=param)
+
+
+def _sentences(text: str) -> list[str]:
+    return [s.strip() for s in re.split(r"(?<=[.!?\u3002\uff01])\s+", text.strip()) if s.strip()]
+
+
+def _details(attrs: dict, missing: list, language: str = "en") -> str:
+    by_key: dict = {}
+    for m in missing:
+        k, v = m.split("=", 1)
+        by_key.setdefault(k, []).append(v)
+    parts = []
+    for k, vs in by_key.items():
+        if k == "price":
+            parts.append(f"price {_fmt('price', attrs['price'])}")
+        elif k == "weight_g":
+            parts.append(f"weight {_fmt(k, attrs[k])} g")
+        else:
+            parts.append(f"{_LABEL.get(k, k)} {', '.join(vs)}")
+    return ("详情：" if language == "zh" else "Details: ") + "; ".join(parts) + "."
+
+
+def _template_zh(attrs: dict) -> str:
+    name = attrs.get("name", "")
+    cat = attrs.get("category_zh") or attrs.get("category", "")
+    bits = [f"{name}（{attrs['brand']}）" if "brand" in attrs else str(name)]
+    s = f"{bits[0]}是一款{cat}好物"
+    if "subcategory" in attrs:
+        s += f"（{attrs['subcategory']}）"
+    s += "。"
+    if "color" in attrs or "material" in attrs:
+        s += f"颜色：{attrs.get('color', '')}，材质：{attrs.get('material', '')}。"
+    if "features" in attrs:
+        s += "特点：" + "；".join(v for _, v in attribute_values(attrs, ["features"])) + "。"
+    if "sizes" in attrs:
+        s += "尺码：" + "、".join(v for _, v in attribute_values(attrs, ["sizes"])) + "。"
+    if "weight_g" in attrs:
+        s += f"重量 {_fmt('weight_g', attrs['weight_g'])} g。"
+    if "price" in attrs:
+        s += f"售价 {_fmt('price', attrs['price'])}。"
+    return s

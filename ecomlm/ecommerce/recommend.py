@@ -410,10 +410,21 @@ class Recommender:
         return self.item_index[product_id]
 
     # --------------------------------------------------------------- explain
-    def explain(self, user_id, product_id: str, *, query: Optional[str] = None) -> str:
+    def explain(self, user_id, product_id: str, *, query: Optional[str] = None, generate: bool = False,
+                model: str = "smollm2-135m-instruct") -> str:
         """A one-line reason for recommending `product_id` to `user_id`
         (template-based: the nearest item in the user's history, a favourite
-        brand or category, the usual price range, popularity)."""
+        brand or category, the usual price range, popularity).
+
+        generate=True has the chat `model` rephrase that reason as one
+        friendly line; the line is kept only if it names the product and adds
+        no number the template lacks, else the template line is returned."""
+        line = self._explain(user_id, product_id, query)
+        if not generate:
+            return line
+        return _rephrase_reason(line, str(self.products.iloc[self._item(product_id)].get("name", product_id)), model)
+
+    def _explain(self, user_id, product_id: str, query: Optional[str]) -> str:
         self._need_fit()
         i = self._item(product_id)
         st = self.state
@@ -488,6 +499,29 @@ class Recommender:
         return {"recall": float(np.mean(recall)), "ndcg": float(np.mean(ndcg)),
                 "coverage": len(recommended) / len(self.item_ids), "hit_rate": float(np.mean(hits_any)),
                 "n_users": len(recall), "k": k}
+
+
+_chat_models: dict = {}
+
+
+def _rephrase_reason(line: str, name: str, model) -> str:
+    import re
+
+    if isinstance(model, str):
+        if model not in _chat_models:
+            import ecomlm
+
+            _chat_models[model] = ecomlm.load(model)
+        model = _chat_models[model]
+    msgs = [{"role": "system", "content": "You write one short, friendly sentence for a shop's recommendation "
+             "widget. Keep the product name and the reason; add nothing else."},
+            {"role": "user", "content": f"Rewrite as one friendly sentence addressed to the shopper: {line}"}]
+    out = model.chat(msgs, max_tokens=48, temperature=0, stop=["\n"]).strip().strip('"')
+    nums = set(re.findall(r"\d+(?:\.\d+)?", line))
+    if (not out or name.lower() not in out.lower() or len(out) > 220 or not out.endswith((".", "!"))
+            or any(n not in nums for n in re.findall(r"\d+(?:\.\d+)?", out))):
+        return line
+    return out
 
 
 def _topk(s: np.ndarray, k: int) -> np.ndarray:
