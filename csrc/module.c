@@ -235,5 +235,6 @@ PyMODINIT_FUNC PyInit__core(void) {
         Py_DECREF(m);
         return NULL;
     }
+    if (ecm_py_train_init(m) < 0) { Py_DECREF(m); return NULL; }
     return m;
 }

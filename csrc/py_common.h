@@ -32,5 +32,6 @@ int ecm_py_threads(PyObject *obj, int *out);
 int ecm_py_safetensors_init(PyObject *module);
 int ecm_py_model_init(PyObject *module);
 int ecm_py_ops_init(PyObject *module);
+int ecm_py_train_init(PyObject *module);
 
 #endif
