@@ -231,7 +231,8 @@ PyMODINIT_FUNC PyInit__core(void) {
     if (load_errors() < 0) return NULL;
     PyObject *m = PyModule_Create(&core_module);
     if (!m) return NULL;
-    if (ecm_py_safetensors_init(m) < 0 || ecm_py_model_init(m) < 0 || ecm_py_ops_init(m) < 0) {
+    if (ecm_py_safetensors_init(m) < 0 || ecm_py_model_init(m) < 0 || ecm_py_ops_init(m) < 0 ||
+        ecm_py_tokenizer_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -33,5 +33,6 @@ int ecm_py_safetensors_init(PyObject *module);
 int ecm_py_model_init(PyObject *module);
 int ecm_py_ops_init(PyObject *module);
 int ecm_py_train_init(PyObject *module);
+int ecm_py_tokenizer_init(PyObject *module);
 
 #endif
