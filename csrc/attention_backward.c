@@ -47,13 +47,13 @@ static void scores(float *s, const float *q, const float *k, int ld, int T, int 
 }
 
 ecm_status ecm_attention_forward_train(float *out, float *lse, const float *qkv, int B, int T, int NH, int NKV,
-                                       int HD, float scale) {
+                                       int HD, float scale, float *work, int max_threads) {
     int QD = NH * HD, KVD = NKV * HD, QKV = QD + 2 * KVD, group = NH / NKV;
     int n_tasks = B * NH;
     int nt = threads_for(n_tasks);
     size_t per = ecm_attention_train_work_floats(T, HD);
-    float *ws = ecm_alloc((size_t)nt * per * sizeof(float));
-    if (!ws) return ecm_fail(ECM_ERR_NOMEM, "out of memory for attention scratch");
+    if (nt > max_threads) nt = max_threads;
+    float *ws = work;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
 #ifdef _OPENMP
@@ -87,7 +87,6 @@ ecm_status ecm_attention_forward_train(float *out, float *lse, const float *qkv,
             ecm_matmul_f32(out + (size_t)b * T * QD + (size_t)h * HD, QD, s, T, v, QKV, 1, T, HD, T, pack);
         }
     }
-    ecm_free(ws);
     return ECM_OK;
 }
 
@@ -95,14 +94,15 @@ ecm_status ecm_attention_forward_train(float *out, float *lse, const float *qkv,
  * Backward: dv += p^T dout; dp = dout v^T; ds = p * (dp - rowsum(p * dp));
  * dq = scale ds k; dk += scale ds^T q.  dqkv is written. */
 ecm_status ecm_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
-                                  const float *lse, int B, int T, int NH, int NKV, int HD, float scale) {
+                                  const float *lse, int B, int T, int NH, int NKV, int HD, float scale, float *work,
+                                  int max_threads) {
     (void)out;
     int QD = NH * HD, KVD = NKV * HD, QKV = QD + 2 * KVD, group = NH / NKV;
     int n_tasks = B * NKV;
     int nt = threads_for(n_tasks);
     size_t per = ecm_attention_train_work_floats(T, HD);
-    float *ws = ecm_alloc((size_t)nt * per * sizeof(float));
-    if (!ws) return ecm_fail(ECM_ERR_NOMEM, "out of memory for attention scratch");
+    if (nt > max_threads) nt = max_threads;
+    float *ws = work;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
 #ifdef _OPENMP
@@ -160,7 +160,6 @@ ecm_status ecm_attention_backward(float *dqkv, const float *dout, const float *q
             }
         }
     }
-    ecm_free(ws);
     return ECM_OK;
 }
 

@@ -416,6 +416,34 @@ void ecm_matmul_ref(float *out, const float *a, const float *b, const float *bia
 
 size_t ecm_gemm_work_floats(int N, int K) { return ecm_packed_floats(N, K); }
 
+/* gemm_panels with the MR x KC block of rows of x copied to a contiguous
+ * buffer first: rows lda floats apart (768 or 3072 floats in GPT-2) alias in
+ * L1 (a multiple of 4 KiB) and make six prefetch streams; one copy per block,
+ * reused across the chunk's panels, turns them into one. Same arithmetic. */
+static void gemm_panels_pa(float *out, int ldo, const float *x, int ldx, const float *w, size_t kstride, int K,
+                           int N, int p0, int p1, int M, const float *bias, int accumulate, ukernel_fn uk,
+                           int mr_max) {
+    float abuf[12 * KC] __attribute__((aligned(64)));
+    for (int pc0 = p0; pc0 < p1; pc0 += PANELS_PER_CHUNK) {
+        int pc1 = pc0 + PANELS_PER_CHUNK < p1 ? pc0 + PANELS_PER_CHUNK : p1;
+        for (int k0 = 0; k0 < K; k0 += KC) {
+            int kc = K - k0 < KC ? K - k0 : KC;
+            int add = accumulate || k0 > 0;
+            for (int i0 = 0; i0 < M; i0 += mr_max) {
+                int mr = M - i0 < mr_max ? M - i0 : mr_max;
+                for (int i = 0; i < mr; i++)
+                    memcpy(abuf + (size_t)i * kc, x + (size_t)(i0 + i) * ldx + k0, (size_t)kc * sizeof(float));
+                for (int p = pc0; p < pc1; p++) {
+                    int n0 = p * NR, nr = N - n0 < NR ? N - n0 : NR;
+                    const float *b = w + ((size_t)p * kstride + (size_t)k0) * NR;
+                    uk(mr, kc, abuf, kc, b, out + (size_t)i0 * ldo + n0, ldo, nr, add,
+                       (k0 == 0 && bias) ? bias + n0 : NULL);
+                }
+            }
+        }
+    }
+}
+
 void ecm_gemm_f32(float *out, int ldo, const float *a, int lda, const float *b, int ldb, int b_trans,
                   const float *bias, int M, int N, int K, int accumulate, float *work) {
     ukernel_fn uk;
@@ -439,7 +467,7 @@ void ecm_gemm_f32(float *out, int ldo, const float *a, int lda, const float *b, 
 #endif
     if (nt == 1) {
         for (int p = 0; p < n_panels; p++) pack_panel_f32(work + (size_t)p * K * NR, b, ldb, b_trans, p * NR, N, K);
-        gemm_panels(out, ldo, a, lda, work, (size_t)K, K, N, 0, n_panels, M, bias, accumulate, uk, mr_max);
+        gemm_panels_pa(out, ldo, a, lda, work, (size_t)K, K, N, 0, n_panels, M, bias, accumulate, uk, mr_max);
         return;
     }
     if (n_panels >= 2 * nt || n_rblocks < 2) {
@@ -454,7 +482,7 @@ void ecm_gemm_f32(float *out, int ldo, const float *a, int lda, const float *b, 
             for (int p = p0; p < p1; p++)
                 pack_panel_f32(work + (size_t)p * K * NR, b, ldb, b_trans, p * NR, N, K);
             if (p1 > p0)
-                gemm_panels(out, ldo, a, lda, work, (size_t)K, K, N, p0, p1, M, bias, accumulate, uk, mr_max);
+                gemm_panels_pa(out, ldo, a, lda, work, (size_t)K, K, N, p0, p1, M, bias, accumulate, uk, mr_max);
         }
         return;
     }
@@ -466,7 +494,7 @@ void ecm_gemm_f32(float *out, int ldo, const float *a, int lda, const float *b, 
 #pragma omp for schedule(static)
         for (int rb = 0; rb < n_rblocks; rb++) {
             int i0 = rb * mr_max, mb = M - i0 < mr_max ? M - i0 : mr_max;
-            gemm_panels(out + (size_t)i0 * ldo, ldo, a + (size_t)i0 * lda, lda, work, (size_t)K, K, N, 0, n_panels,
+            gemm_panels_pa(out + (size_t)i0 * ldo, ldo, a + (size_t)i0 * lda, lda, work, (size_t)K, K, N, 0, n_panels,
                         mb, bias, accumulate, uk, mr_max);
         }
     }

@@ -536,7 +536,111 @@ static PyObject *py_lr_schedule(PyObject *self, PyObject *args, PyObject *kw) {
     return PyFloat_FromDouble(ecm_lr_schedule(step, lr, min_lr, warmup, total));
 }
 
+/* train_gemm(a[M,K], b, b_trans=False, out=None, n_threads=None): out (+)= a @ op(b),
+ * op(b) = b^T for b [N, K], b for b [K, N] (b_trans); with out given, accumulates
+ * into it. The training GEMM with on-the-fly packing, exposed for tests and benchmarks. */
+static PyObject *py_train_gemm(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kwlist[] = {"a", "b", "b_trans", "out", "n_threads", NULL};
+    PyObject *ao, *bo, *oo = Py_None, *nto = Py_None;
+    int bt = 0, nt;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|pOO", kwlist, &ao, &bo, &bt, &oo, &nto)) return NULL;
+    if (ecm_py_threads(nto, &nt) < 0) return NULL;
+    PyArrayObject *a = ecm_py_array(ao, NPY_FLOAT32, 2, 2, "a"), *b = a ? ecm_py_array(bo, NPY_FLOAT32, 2, 2, "b") : NULL;
+    PyArrayObject *out = NULL;
+    float *work = NULL;
+    if (!b) goto fail;
+    npy_intp M = PyArray_DIM(a, 0), K = PyArray_DIM(a, 1), N = bt ? PyArray_DIM(b, 1) : PyArray_DIM(b, 0);
+    if ((bt ? PyArray_DIM(b, 0) : PyArray_DIM(b, 1)) != K || M < 1 || N < 1 || K < 1 || M > INT32_MAX ||
+        N > INT32_MAX || K > INT32_MAX) {
+        ecm_py_bad_request("train_gemm: shapes do not match");
+        goto fail;
+    }
+    if (oo != Py_None) {
+        if (!PyArray_Check(oo) || PyArray_TYPE((PyArrayObject *)oo) != NPY_FLOAT32 ||
+            !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)oo) || !PyArray_ISWRITEABLE((PyArrayObject *)oo) ||
+            PyArray_NDIM((PyArrayObject *)oo) != 2 || PyArray_DIM((PyArrayObject *)oo, 0) != M ||
+            PyArray_DIM((PyArrayObject *)oo, 1) != N) {
+            ecm_py_bad_request("out must be a writable C-contiguous float32 array of shape (%ld, %ld)", (long)M, (long)N);
+            goto fail;
+        }
+        out = (PyArrayObject *)oo;
+        Py_INCREF(out);
+    } else {
+        npy_intp dims[2] = {M, N};
+        out = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_FLOAT32);
+        if (!out) goto fail;
+    }
+    work = ecm_alloc(ecm_gemm_work_floats((int)N, (int)K) * sizeof(float));
+    if (!work) {
+        ecm_py_raise(ECM_ERR_NOMEM);
+        goto fail;
+    }
+    Py_BEGIN_ALLOW_THREADS
+#ifdef _OPENMP
+    omp_set_num_threads(nt);
+#endif
+    ecm_gemm_f32(PyArray_DATA(out), (int)N, PyArray_DATA(a), (int)K, PyArray_DATA(b), (int)(bt ? N : K), bt, NULL,
+                 (int)M, (int)N, (int)K, oo != Py_None, work);
+    Py_END_ALLOW_THREADS
+    ecm_free(work);
+    Py_DECREF(a);
+    Py_DECREF(b);
+    return (PyObject *)out;
+fail:
+    ecm_free(work);
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    Py_XDECREF(out);
+    return NULL;
+}
+
+/* train_gemm_tn(dy[M,N], x[M,K], dw[N,K], n_threads=None): dw += dy^T @ x in place. */
+static PyObject *py_train_gemm_tn(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kwlist[] = {"dy", "x", "dw", "n_threads", NULL};
+    PyObject *dyo, *xo, *dwo, *nto = Py_None;
+    int nt;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO!|O", kwlist, &dyo, &xo, &PyArray_Type, &dwo, &nto)) return NULL;
+    if (ecm_py_threads(nto, &nt) < 0) return NULL;
+    PyArrayObject *dy = ecm_py_array(dyo, NPY_FLOAT32, 2, 2, "dy"), *x = dy ? ecm_py_array(xo, NPY_FLOAT32, 2, 2, "x") : NULL;
+    PyArrayObject *dw = (PyArrayObject *)dwo;
+    float *work = NULL;
+    PyObject *ret = NULL;
+    if (!x) goto done;
+    npy_intp M = PyArray_DIM(dy, 0), N = PyArray_DIM(dy, 1), K = PyArray_DIM(x, 1);
+    if (PyArray_DIM(x, 0) != M || PyArray_TYPE(dw) != NPY_FLOAT32 || !PyArray_IS_C_CONTIGUOUS(dw) ||
+        !PyArray_ISWRITEABLE(dw) || PyArray_NDIM(dw) != 2 || PyArray_DIM(dw, 0) != N || PyArray_DIM(dw, 1) != K ||
+        M < 1 || N < 1 || K < 1 || M > INT32_MAX || N > INT32_MAX || K > INT32_MAX) {
+        ecm_py_bad_request("train_gemm_tn: dy (M, N), x (M, K) and a writable float32 dw (N, K) are needed");
+        goto done;
+    }
+    work = ecm_alloc(ecm_gemm_tn_work_floats((int)M, (int)N, (int)K) * sizeof(float));
+    if (!work) {
+        ecm_py_raise(ECM_ERR_NOMEM);
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+#ifdef _OPENMP
+    omp_set_num_threads(nt);
+#endif
+    ecm_gemm_tn_f32(PyArray_DATA(dw), (int)K, PyArray_DATA(dy), (int)N, PyArray_DATA(x), (int)K, (int)M, (int)N,
+                    (int)K, work);
+    Py_END_ALLOW_THREADS
+    Py_INCREF(Py_None);
+    ret = Py_None;
+done:
+    ecm_free(work);
+    Py_XDECREF(dy);
+    Py_XDECREF(x);
+    return ret;
+}
+
 static PyMethodDef train_functions[] = {
+    {"train_gemm", (PyCFunction)(void (*)(void))py_train_gemm, METH_VARARGS | METH_KEYWORDS,
+     "train_gemm(a, b, b_trans=False, out=None, n_threads=None) -> a @ b.T (or a @ b), += into out"},
+    {"train_gemm_tn", (PyCFunction)(void (*)(void))py_train_gemm_tn, METH_VARARGS | METH_KEYWORDS,
+     "train_gemm_tn(dy, x, dw, n_threads=None): dw += dy.T @ x"},
     {"lr_schedule", (PyCFunction)(void (*)(void))py_lr_schedule, METH_VARARGS | METH_KEYWORDS,
      "lr_schedule(step, lr, min_lr=0, warmup=0, total=0): linear warm-up then cosine decay"},
     {NULL, NULL, 0, NULL},

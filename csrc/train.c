@@ -222,8 +222,9 @@ ecm_status ecm_train_init(ecm_train *tr, const ecm_config *cfg, int tied, const 
 static void free_acts(ecm_train *tr) {
     ecm_free(tr->acts);
     ecm_free(tr->work);
+    ecm_free(tr->attn_work);
     free(tr->ids);
-    tr->acts = tr->work = NULL;
+    tr->acts = tr->work = tr->attn_work = NULL;
     tr->ids = tr->targets = tr->pos = NULL;
     tr->mask = NULL;
     tr->B = tr->T = 0;
@@ -309,7 +310,10 @@ static ecm_status plan(ecm_train *tr, int B, int T) {
     tr->acts = ecm_alloc(bytes);
     tr->work = ecm_alloc(work * 4);
     tr->ids = malloc(BT * 3 * sizeof(int32_t) + BT);
-    if (!tr->acts || !tr->work || !tr->ids) {
+    int nt = tr->n_threads > 0 ? tr->n_threads : 1;
+    tr->attn_work = ecm_alloc((size_t)nt * ecm_attention_train_work_floats(T, c->head_dim) * 4);
+    tr->planned_threads = nt;
+    if (!tr->acts || !tr->work || !tr->ids || !tr->attn_work) {
         free_acts(tr);
         return ecm_fail(ECM_ERR_NOMEM, "out of memory for the activations of a %d x %d batch (%.1f MiB)", B, T,
                         (double)bytes / (1 << 20));
@@ -392,7 +396,7 @@ ecm_status ecm_train_forward(ecm_train *tr, const int32_t *ids, const int32_t *t
             return ecm_fail(ECM_ERR_VALUE, "target %d at (%d, %d) is out of range [0, %d)", targets[t], t / T, t % T,
                             V);
     }
-    if (B != tr->B || T != tr->T) {
+    if (B != tr->B || T != tr->T || tr->planned_threads != (tr->n_threads > 0 ? tr->n_threads : 1)) {
         ecm_status st = plan(tr, B, T);
         if (st != ECM_OK) return st;
     }
@@ -436,7 +440,8 @@ ecm_status ecm_train_forward(ecm_train *tr, const int32_t *ids, const int32_t *t
             ecm_rope_forward(qkv, QKV, tr->pos, tr->inv_freq, BT, NH, HD);
             ecm_rope_forward(qkv + QD, QKV, tr->pos, tr->inv_freq, BT, NKV, HD);
         }
-        ecm_status st = ecm_attention_forward_train(atty, lse, qkv, B, T, NH, NKV, HD, scale);
+        ecm_status st = ecm_attention_forward_train(atty, lse, qkv, B, T, NH, NKV, HD, scale, tr->attn_work,
+                                                    tr->planned_threads);
         if (st != ECM_OK) return st;
         memcpy(mid, res, (size_t)BT * C * sizeof(float));
         linear(tr, mid, atty, p->proj_w, p->proj_b, BT, C, QD, 1); /* mid = res + atty @ Wo^T + bo */
@@ -510,7 +515,8 @@ ecm_status ecm_train_backward(ecm_train *tr, float grad_scale) {
         /* mid = res + atty @ Wo^T + bo */
         linear_bwd(tr, A->datty, g->proj_w, g->proj_b, dres, atty, p->proj_w, BT, C, QD);
         lora_bwd(tr, l, 1, A->datty, dres, C, atty, BT);
-        ecm_status st = ecm_attention_backward(A->dqkv, A->datty, qkv, atty, lse, B, T, NH, NKV, HD, scale);
+        ecm_status st = ecm_attention_backward(A->dqkv, A->datty, qkv, atty, lse, B, T, NH, NKV, HD, scale,
+                                               tr->attn_work, tr->planned_threads);
         if (st != ECM_OK) return st;
         if (llama) {
             ecm_rope_backward(A->dqkv, QKV, tr->pos, tr->inv_freq, BT, NH, HD);

@@ -66,13 +66,15 @@ void ecm_crossentropy_backward(float *probs, const int32_t *targets, const uint8
 /* Causal self-attention of B sequences of T tokens, keeping the log-sum-exp
  * of every score row for the backward pass. q/k/v carved from qkv[BT, QKV]
  * at columns 0, NH*HD and (NH+NKV)*HD; out[BT, NH*HD]; lse[B, NH, T].
- * work: ecm_attention_train_work_floats(T, HD) per thread. */
+ * work: ecm_attention_train_work_floats(T, HD) floats per thread. */
 size_t ecm_attention_train_work_floats(int T, int HD);
 ecm_status ecm_attention_forward_train(float *out, float *lse, const float *qkv, int B, int T, int NH, int NKV,
-                                       int HD, float scale);
-/* dqkv[BT, QKV] (written) from dout[BT, NH*HD]; recomputes the scores. */
+                                       int HD, float scale, float *work, int max_threads);
+/* dqkv[BT, QKV] (written) from dout[BT, NH*HD]; recomputes the scores.
+ * Both use at most max_threads threads, each with its own slice of work. */
 ecm_status ecm_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
-                                  const float *lse, int B, int T, int NH, int NKV, int HD, float scale);
+                                  const float *lse, int B, int T, int NH, int NKV, int HD, float scale, float *work,
+                                  int max_threads);
 /* Rotary embeddings undone for a gradient: rotate by -angle, in place. */
 void ecm_rope_backward(float *dx, int stride, const int32_t *pos, const float *inv_freq, int T, int n_heads,
                        int HD);
@@ -209,6 +211,8 @@ typedef struct {
     float *acts;              /* the slab behind A */
     size_t acts_floats;
     float *work;              /* GEMM packing + scratch */
+    float *attn_work;         /* attention scratch, one slice per thread */
+    int planned_threads;
     size_t work_floats;
     int32_t *ids, *targets, *pos; /* (BT) */
     uint8_t *mask;            /* (BT) */

@@ -17,6 +17,16 @@ TOL = 1e-4
 B, T = 3, 37
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _torch_threads():
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # the references are tiny: threads only add contention
+    yield
+    torch.set_num_threads(n)
+
+
 def batch(seed=0, V=1001, b=B, t=T, p_mask=0.7):
     rng = np.random.default_rng(seed)
     ids = rng.integers(0, V, (b, t))
@@ -108,6 +118,25 @@ def test_gradient_accumulation_adds(family_dir):
     tr.forward_backward(ids, tg, mask)
     for n, g in tr.gradients().items():
         np.testing.assert_allclose(acc[n], g, rtol=1e-5, atol=1e-7 * float(np.abs(g).max() + 1e-30))
+
+
+@pytest.mark.parametrize("M, N, K", [(1, 1, 1), (7, 33, 5), (37, 90, 40), (130, 17, 300)])
+def test_training_gemms_match_numpy(M, N, K, rng):
+    a = rng.standard_normal((M, K), dtype=np.float32)
+    w = rng.standard_normal((N, K), dtype=np.float32)
+    ref = a.astype(np.float64) @ w.T.astype(np.float64)
+    tol = 1e-5 * np.abs(ref).max() + 1e-6
+    np.testing.assert_allclose(core.train_gemm(a, w), ref, atol=tol, rtol=0)
+    np.testing.assert_allclose(core.train_gemm(a, np.ascontiguousarray(w.T), True), ref, atol=tol, rtol=0)
+    out = np.ones((M, N), np.float32)
+    core.train_gemm(a, w, out=out)
+    np.testing.assert_allclose(out, ref + 1, atol=tol, rtol=0)
+    dy = rng.standard_normal((M, N), dtype=np.float32)
+    dw = np.ones((N, K), np.float32)
+    core.train_gemm_tn(dy, a, dw)
+    np.testing.assert_allclose(dw, 1 + dy.T.astype(np.float64) @ a, atol=1e-5 * np.abs(dw).max(), rtol=0)
+    # the same bits for any thread count
+    assert np.array_equal(core.train_gemm(a, w, n_threads=1), core.train_gemm(a, w, n_threads=2))
 
 
 # ----------------------------------------------------------------- LoRA
