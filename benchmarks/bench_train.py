@@ -140,7 +140,7 @@ def main():
                     tr.step(1e-4, max_grad_norm=1.0)
                     times.append(time.perf_counter() - t0)
                 ours = B * T / min(times[1:])
-                peak = tr.state_bytes / 2 ** 20
+                peak = tr.state_bytes / 2 ** 20  # parameters, gradients, moments, activations, scratch
                 tr.close()
                 del tr
                 peer = float("nan")
@@ -160,6 +160,10 @@ def main():
                 rows.append((f"{name} {mode}", ours, peer, peak))
                 print(f"  {name} {mode}: ecomlm {ours:.0f} tok/s, torch {peer:.0f} tok/s, "
                       f"engine state {peak:.0f} MiB", file=sys.stderr, flush=True)
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\npeak RSS of the whole process (both engines, all models): {rss:.0f} MiB")
     print(f"\ntraining tokens/s, batch {B} x {T}, AdamW, {args.threads} threads, torch {torch.__version__}")
     print(f"{'model':18s} {'ecomlm':>10s} {'pytorch':>10s} {'ratio':>7s} {'state MiB':>10s}")
     for what, ours, peer, peak in rows:

@@ -12,6 +12,7 @@ typedef struct {
     PyObject_HEAD
     ecm_train tr;
     int ready; /* every tensor set */
+    int closed; /* close() was called: the slabs live on until the last view is gone */
     int busy;  /* a computation runs with the GIL released */
 } TrainerObject;
 
@@ -134,6 +135,7 @@ static int trainer_init(TrainerObject *self, PyObject *args, PyObject *kw) {
     }
     ecm_train_free(&self->tr);
     self->ready = 0;
+    self->closed = 0;
     ecm_config cfg;
     ecm_lora_config lcfg;
     int nt;
@@ -157,7 +159,7 @@ static void trainer_dealloc(TrainerObject *self) {
 }
 
 static int usable(TrainerObject *self, int need_ready) {
-    if (!self->tr.params) {
+    if (!self->tr.params || self->closed) {
         ecm_py_bad_request("the trainer is closed");
         return 0;
     }
@@ -243,7 +245,10 @@ static PyObject *trainer_finalize(TrainerObject *self, PyObject *args) {
 static PyObject *trainer_close(TrainerObject *self, PyObject *args) {
     (void)args;
     if (self->busy) return ecm_py_bad_request("the trainer is in use by another thread");
-    ecm_train_free(&self->tr);
+    /* NumPy views of the parameter slabs hold a reference to the trainer:
+     * the slabs are freed with the object, the activations now. */
+    ecm_train_release_activations(&self->tr);
+    self->closed = 1;
     self->ready = 0;
     Py_RETURN_NONE;
 }

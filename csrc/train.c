@@ -232,6 +232,8 @@ static void free_acts(ecm_train *tr) {
     memset(&tr->A, 0, sizeof tr->A);
 }
 
+void ecm_train_release_activations(ecm_train *tr) { free_acts(tr); }
+
 void ecm_train_free(ecm_train *tr) {
     free_acts(tr);
     ecm_free(tr->params);

@@ -222,6 +222,8 @@ typedef struct {
 
 ecm_status ecm_train_init(ecm_train *tr, const ecm_config *cfg, int tied, const ecm_lora_config *lora);
 void ecm_train_free(ecm_train *tr);
+/* Free the activation slab and scratch (planned again by the next forward). */
+void ecm_train_release_activations(ecm_train *tr);
 int ecm_train_find(const ecm_train *tr, const char *name);
 ecm_status ecm_train_check_complete(const ecm_train *tr);
 /* Forward of a batch: ids, targets (BT) and mask (BT, may be NULL: all
