@@ -190,3 +190,29 @@ def test_cli_finetune(gpt2_dir, tmp_path, capsys, monkeypatch):
     bad.write_text('{"prompt": "a", "completion": ""}\n')
     assert cli.main(["finetune", str(bad), "--model", str(gpt2_dir), "--quiet"]) == 1
     assert "line 1: empty completion" in capsys.readouterr().err
+
+
+def test_with_the_models_own_tokenizer(tmp_path):
+    """The data path with ecomlm's Tokenizer (tokenizer.json + ChatML) attached
+    by ecomlm.load: no tokenizer argument needed."""
+    pytest.importorskip("tokenizers")
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    path = save_hf(tiny_llama(max_position_embeddings=128), tmp_path)
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    tk.train_from_iterator(["Our return window is 30 days. Free shipping over $50."] * 20,
+                           trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>", "<|im_start|>",
+                                                                               "<|im_end|>"],
+                                               initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tk.save(os.path.join(path, "tokenizer.json"))
+    with open(os.path.join(path, "tokenizer_config.json"), "w") as f:
+        json.dump({"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}, f)
+    m = ecomlm.load(path, n_threads=2)
+    assert m.tokenizer is not None
+    ids, mask = ft.tokenize_example(chat("Return window?", "30 days."), m.tokenizer)
+    learnt = [i for i, k in zip(ids, mask) if k]
+    assert m.tokenizer.decode(learnt) == "30 days.<|im_end|>\n"
+    hist = m.fine_tune(SHOP, epochs=3, batch_size=2, seq_len=100, lr=3e-3, lora_rank=4, progress=False)
+    assert hist[-1]["loss"] < hist[0]["loss"]
