@@ -13,14 +13,14 @@ and the progress bar.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import random
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -28,8 +28,8 @@ from .. import _core
 from ..errors import APIError, BadRequestError
 from . import hf
 
-__all__ = ["FineTuneConfig", "build_trainer", "trainer_to_model", "read_jsonl", "tokenize_examples", "pack",
-           "fine_tune", "TrainingDivergedError", "LORA_TARGETS"]
+__all__ = ["build_trainer", "trainer_to_model", "read_jsonl", "tokenize_example", "tokenize_examples", "pack",
+           "fine_tune", "save_merged", "save_adapter", "History", "TrainingDivergedError", "LORA_TARGETS"]
 
 LORA_TARGETS = ("q", "k", "v", "o", "gate", "up", "down")
 
@@ -439,7 +439,8 @@ def fine_tune(model_or_path, train_data, validation_data=None, *, tokenizer=None
         total = min(total, int(max_steps))
     warm = int(round(warmup * total)) if warmup < 1 else int(warmup)
     eval_every = eval_every or steps_per_epoch
-    key = _hparams_key(dict(path=os.path.abspath(path), rows=int(rows.sum()) + n_rows, n_rows=n_rows,
+    data_hash = hashlib.sha256(rows.tobytes() + masks.tobytes()).hexdigest()
+    key = _hparams_key(dict(path=os.path.abspath(path), data=data_hash, n_rows=n_rows,
                             seq_len=seq_len, epochs=epochs, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
                             min_lr=min_lr, warmup=warm, weight_decay=weight_decay, betas=(beta1, beta2), eps=eps,
                             grad_clip=grad_clip, lora=lora, seed=seed, total=total))
