@@ -401,3 +401,126 @@ void ecm_matmul_ref(float *out, const float *a, const float *b, const float *bia
             out[(size_t)i * N + j] = (float)s;
         }
 }
+
+/* ------------------------------------------------------ training GEMMs
+ * The three products of a linear layer in training (issue 6), on unpacked
+ * fp32 matrices that change every step: the operand b is packed on the fly
+ * into a caller-provided workspace, each thread packing the panels it then
+ * multiplies, so no thread waits for another. When there are fewer panels
+ * than threads can share (LoRA's rank-R products), the threads pack all the
+ * panels together and split the rows instead, in blocks of the kernel's MR
+ * rows, so every element is computed the same way for any thread count. */
+#include "train.h"
+
+size_t ecm_gemm_work_floats(int N, int K) { return ecm_packed_floats(N, K); }
+
+/* gemm_panels with the MR x KC block of rows of x copied to a contiguous
+ * buffer first: rows lda floats apart (768 or 3072 floats in GPT-2) alias in
+ * L1 (a multiple of 4 KiB) and make six prefetch streams; one copy per block,
+ * reused across the chunk's panels, turns them into one. Same arithmetic. */
+static void gemm_panels_pa(float *out, int ldo, const float *x, int ldx, const float *w, size_t kstride, int K,
+                           int N, int p0, int p1, int M, const float *bias, int accumulate, ukernel_fn uk,
+                           int mr_max) {
+    float abuf[12 * KC] __attribute__((aligned(64)));
+    for (int pc0 = p0; pc0 < p1; pc0 += PANELS_PER_CHUNK) {
+        int pc1 = pc0 + PANELS_PER_CHUNK < p1 ? pc0 + PANELS_PER_CHUNK : p1;
+        for (int k0 = 0; k0 < K; k0 += KC) {
+            int kc = K - k0 < KC ? K - k0 : KC;
+            int add = accumulate || k0 > 0;
+            for (int i0 = 0; i0 < M; i0 += mr_max) {
+                int mr = M - i0 < mr_max ? M - i0 : mr_max;
+                for (int i = 0; i < mr; i++)
+                    memcpy(abuf + (size_t)i * kc, x + (size_t)(i0 + i) * ldx + k0, (size_t)kc * sizeof(float));
+                for (int p = pc0; p < pc1; p++) {
+                    int n0 = p * NR, nr = N - n0 < NR ? N - n0 : NR;
+                    const float *b = w + ((size_t)p * kstride + (size_t)k0) * NR;
+                    uk(mr, kc, abuf, kc, b, out + (size_t)i0 * ldo + n0, ldo, nr, add,
+                       (k0 == 0 && bias) ? bias + n0 : NULL);
+                }
+            }
+        }
+    }
+}
+
+void ecm_gemm_f32(float *out, int ldo, const float *a, int lda, const float *b, int ldb, int b_trans,
+                  const float *bias, int M, int N, int K, int accumulate, float *work) {
+    ukernel_fn uk;
+    int mr_max;
+    pick_kernel(&uk, &mr_max);
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) { /* an empty product: out = bias (or unchanged) */
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                float *o = out + (size_t)i * ldo + j;
+                *o = (accumulate ? *o : 0.0f) + (bias ? bias[j] : 0.0f);
+            }
+        return;
+    }
+    int n_panels = (N + NR - 1) / NR;
+    int n_rblocks = (M + mr_max - 1) / mr_max;
+#ifdef _OPENMP
+    int nt = ecm_in_parallel() ? 1 : omp_get_max_threads();
+#else
+    int nt = 1;
+#endif
+    if (nt == 1) {
+        for (int p = 0; p < n_panels; p++) pack_panel_f32(work + (size_t)p * K * NR, b, ldb, b_trans, p * NR, N, K);
+        gemm_panels_pa(out, ldo, a, lda, work, (size_t)K, K, N, 0, n_panels, M, bias, accumulate, uk, mr_max);
+        return;
+    }
+    if (n_panels >= 2 * nt || n_rblocks < 2) {
+#pragma omp parallel num_threads(nt)
+        {
+#ifdef _OPENMP
+            int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+#else
+            int tid = 0, nth = 1;
+#endif
+            int p0 = (int)((long)n_panels * tid / nth), p1 = (int)((long)n_panels * (tid + 1) / nth);
+            for (int p = p0; p < p1; p++)
+                pack_panel_f32(work + (size_t)p * K * NR, b, ldb, b_trans, p * NR, N, K);
+            if (p1 > p0)
+                gemm_panels_pa(out, ldo, a, lda, work, (size_t)K, K, N, p0, p1, M, bias, accumulate, uk, mr_max);
+        }
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+#pragma omp for schedule(static)
+        for (int p = 0; p < n_panels; p++) pack_panel_f32(work + (size_t)p * K * NR, b, ldb, b_trans, p * NR, N, K);
+        /* the implicit barrier: every panel is packed */
+#pragma omp for schedule(static)
+        for (int rb = 0; rb < n_rblocks; rb++) {
+            int i0 = rb * mr_max, mb = M - i0 < mr_max ? M - i0 : mr_max;
+            gemm_panels_pa(out + (size_t)i0 * ldo, ldo, a + (size_t)i0 * lda, lda, work, (size_t)K, K, N, 0, n_panels,
+                        mb, bias, accumulate, uk, mr_max);
+        }
+    }
+}
+
+void ecm_transpose_f32(float *dst, const float *src, int lds, int rows, int cols) {
+    enum { TB = 32 };
+    int nrb = (rows + TB - 1) / TB, ncb = (cols + TB - 1) / TB;
+    int par = (size_t)rows * cols >= 65536 && !ecm_in_parallel();
+#pragma omp parallel for schedule(static) if (par)
+    for (int cb = 0; cb < ncb; cb++)
+        for (int rb = 0; rb < nrb; rb++) {
+            int r1 = rb * TB + TB < rows ? rb * TB + TB : rows, c1 = cb * TB + TB < cols ? cb * TB + TB : cols;
+            for (int c = cb * TB; c < c1; c++)
+                for (int r = rb * TB; r < r1; r++) dst[(size_t)c * rows + r] = src[(size_t)r * lds + c];
+        }
+}
+
+/* the transposed dy, rounded up to keep the panels 64-byte aligned, then the panels */
+static size_t tn_split(int M, int N) { return ((size_t)M * N + 15) & ~(size_t)15; }
+size_t ecm_gemm_tn_work_floats(int M, int N, int K) { return tn_split(M, N) + ecm_packed_floats(K, M); }
+
+void ecm_gemm_tn_f32(float *dw, int ldw, const float *dy, int ldy, const float *x, int ldx, int M, int N, int K,
+                     float *work) {
+    if (M <= 0) return;
+    /* dw[N, K] += dy^T[N, M] @ x[M, K]: dy^T becomes the row operand, x the
+     * panel operand with inner dimension M ([K_in = M, N_out = K], b_trans). */
+    float *dyt = work; /* (N, M) */
+    ecm_transpose_f32(dyt, dy, ldy, M, N);
+    ecm_gemm_f32(dw, ldw, dyt, M, x, ldx, 1, NULL, N, K, M, 1, work + tn_split(M, N));
+}

@@ -237,5 +237,6 @@ PyMODINIT_FUNC PyInit__core(void) {
         return NULL;
     }
     if (ecm_py_gguf_init(m) < 0) { Py_DECREF(m); return NULL; }
+    if (ecm_py_train_init(m) < 0) { Py_DECREF(m); return NULL; }
     return m;
 }

@@ -34,6 +34,7 @@ int ecm_py_gguf_init(PyObject *module);
 int ecm_py_model_init(PyObject *module);
 int ecm_py_ops_init(PyObject *module);
 int ecm_py_sampling_init(PyObject *module);
+int ecm_py_train_init(PyObject *module);
 int ecm_py_tokenizer_init(PyObject *module);
 
 #endif

@@ -5,6 +5,7 @@
     ecomlm models               list the named models and OpenAI aliases
     ecomlm info                 the engine's build: SIMD path, OpenMP, threads
     ecomlm serve                an OpenAI-compatible HTTP server on 127.0.0.1:8000
+    ecomlm finetune DATA --model M [--epochs N --lora-rank R ...]   fine-tune on JSONL
 """
 
 from __future__ import annotations
@@ -64,6 +65,30 @@ def _cmd_serve(args) -> int:
     return 0
 
 
+def _cmd_finetune(args) -> int:
+    import json
+
+    from .engine.finetune import fine_tune, save_adapter, save_merged
+
+    targets = tuple(t.strip() for t in args.lora_targets.split(",") if t.strip())
+    hist = fine_tune(args.model, args.data, args.validation, epochs=args.epochs, batch_size=args.batch_size,
+                     seq_len=args.seq_len, lr=args.lr, warmup=args.warmup, weight_decay=args.weight_decay,
+                     grad_clip=args.grad_clip, grad_accum=args.grad_accum, lora_rank=args.lora_rank,
+                     lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, lora_targets=targets,
+                     val_fraction=args.val_fraction, seed=args.seed, checkpoint_dir=args.checkpoint_dir,
+                     checkpoint_every=args.checkpoint_every, max_steps=args.max_steps, n_threads=args.threads,
+                     progress=not args.quiet)
+    if args.output:
+        save_merged(hist, args.output)
+        print(f"merged model written to {args.output}")
+    if args.adapter:
+        save_adapter(hist, args.adapter)
+        print(f"adapter written to {args.adapter}")
+    last = hist[-1]
+    print(json.dumps({k: last[k] for k in ("step", "loss", "val_loss", "tokens_per_s")}))
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="ecomlm", description="Small language models on the CPU for e-commerce.")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -94,6 +119,32 @@ def main(argv=None) -> int:
     p.add_argument("--preload", action="append", metavar="NAME", help="load this model at start (repeatable)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(fn=_cmd_serve)
+    p = sub.add_parser("finetune", help="fine-tune a model on OpenAI fine-tuning JSONL (full or LoRA)")
+    p.add_argument("data", help="training JSONL (chat messages or prompt/completion)")
+    p.add_argument("--model", required=True, help="model directory or registered name")
+    p.add_argument("--validation", default=None, help="validation JSONL (default: hold out --val-fraction)")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--seq-len", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--warmup", type=float, default=0.05, help="fraction of steps (< 1) or steps")
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--lora-rank", type=int, default=0, help="0: full fine-tuning")
+    p.add_argument("--lora-alpha", type=float, default=None)
+    p.add_argument("--lora-dropout", type=float, default=0.0)
+    p.add_argument("--lora-targets", default="q,k,v,o")
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--checkpoint-dir", default=None)
+    p.add_argument("--checkpoint-every", type=int, default=None)
+    p.add_argument("--output", default=None, help="write the merged model here (HF directory)")
+    p.add_argument("--adapter", default=None, help="write the LoRA adapter alone here")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(fn=_cmd_finetune)
     args = ap.parse_args(argv)
     from .errors import OpenAIError
 

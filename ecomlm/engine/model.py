@@ -276,6 +276,14 @@ class Model:
             return np.concatenate(out, axis=0)
         return self._core.embed(inputs, attention_mask, token_type_ids, pooling, normalize)
 
+    def fine_tune(self, train_data, validation_data=None, **kwargs):
+        """Fine-tune this model in place (full, or LoRA with lora_rank > 0) on
+        OpenAI fine-tuning JSONL; returns the per-step history (a list of
+        dicts for pandas.DataFrame). See ecomlm.engine.finetune.fine_tune."""
+        from .finetune import fine_tune
+
+        return fine_tune(self, train_data, validation_data, **kwargs)
+
 
 class CompletionStream:
     """The events of a started generation; dropping or closing it before the

@@ -1,0 +1,241 @@
+/* train.h: fine-tuning in C. Backward kernels, the training GEMMs, AdamW,
+ * LoRA adapters and the training state of the gpt2 and llama decoders.
+ *
+ * Size letters as in ecm.h, plus BT = B * T (rows of a batch) and R (LoRA rank).
+ * Conventions (llm.c): every op is a forward/backward pair; outputs first,
+ * then inputs, then sizes; parameter gradients accumulate with +=, so
+ * gradient accumulation is free; input gradients are written (=) unless the
+ * comment says +=. Backward kernels parallelise over the output each thread
+ * writes, never with float atomics, so a result depends only on its inputs.
+ */
+#ifndef ECM_TRAIN_H
+#define ECM_TRAIN_H
+
+#include "ecm.h"
+#include "model.h"
+
+/* ------------------------------------------------ training GEMMs (matmul.c)
+ * out[M, N] (= or += when accumulate) a[M, K] (row stride lda) @ op(b) (+ bias[N]),
+ * op(b) = b^T for b [N, K] (b_trans = 0) or b for b [K, N] (b_trans = 1),
+ * b unpacked (row stride ldb), packed on the fly into work
+ * (ecm_gemm_work_floats(N, K) floats). Parallel over output panels (or row
+ * blocks when there are few panels); each element is computed the same way
+ * whatever the thread count. */
+size_t ecm_gemm_work_floats(int N, int K);
+void ecm_gemm_f32(float *out, int ldo, const float *a, int lda, const float *b, int ldb, int b_trans,
+                  const float *bias, int M, int N, int K, int accumulate, float *work);
+/* dw[N, K] (row stride ldw) += dy[M, N]^T (row stride ldy) @ x[M, K] (row stride ldx):
+ * the weight gradient of a linear layer. work: ecm_gemm_tn_work_floats(M, N, K). */
+size_t ecm_gemm_tn_work_floats(int M, int N, int K);
+void ecm_gemm_tn_f32(float *dw, int ldw, const float *dy, int ldy, const float *x, int ldx, int M, int N, int K,
+                     float *work);
+/* dst[cols, rows] = src[rows, cols]^T (src row stride lds). */
+void ecm_transpose_f32(float *dst, const float *src, int lds, int rows, int cols);
+
+/* ------------------------------------------------ backward ops (ops_backward.c) */
+
+/* Forward that keeps its statistics: out[BT, C], mean[BT], rstd[BT]. */
+void ecm_layernorm_forward_train(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                                 const float *bias, int BT, int C, float eps);
+void ecm_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                            const float *weight, const float *mean, const float *rstd, int BT, int C);
+void ecm_rmsnorm_forward_train(float *out, float *rstd, const float *inp, const float *weight, int BT, int C,
+                               float eps);
+void ecm_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
+                          const float *rstd, int BT, int C);
+void ecm_gelu_tanh_backward(float *dinp, const float *inp, const float *dout, size_t n);
+void ecm_swiglu_backward(float *dgu, const float *gu, const float *dout, int BT, int F);
+/* db[N] += sum over rows of dy[M, N]. */
+void ecm_bias_backward(float *db, const float *dy, int M, int N);
+/* Embedding: dtable[ids[t], :] += dout[t, :], and dpos[pos t % T, :] when dpos. */
+void ecm_embedding_backward(float *dtable, float *dpos, const float *dout, const int32_t *ids, int BT, int T,
+                            int C, int V);
+/* Fused softmax + cross-entropy over the rows of logits[BT, V]:
+ * losses[t] = logsumexp(logits[t]) - logits[t, targets[t]] for rows with
+ * mask[t] != 0 (0 otherwise); logits are replaced by softmax probabilities.
+ * Returns the number of counted rows. */
+int ecm_crossentropy_forward(float *losses, float *logits, const int32_t *targets, const uint8_t *mask, int BT,
+                             int V);
+/* In place: probs[BT, V] -> dlogits = (probs - onehot(target)) * scale on
+ * counted rows, 0 elsewhere. */
+void ecm_crossentropy_backward(float *probs, const int32_t *targets, const uint8_t *mask, float scale, int BT,
+                               int V);
+
+/* ------------------------------------------ attention (attention_backward.c) */
+
+/* Causal self-attention of B sequences of T tokens, keeping the log-sum-exp
+ * of every score row for the backward pass. q/k/v carved from qkv[BT, QKV]
+ * at columns 0, NH*HD and (NH+NKV)*HD; out[BT, NH*HD]; lse[B, NH, T].
+ * work: ecm_attention_train_work_floats(T, HD) floats per thread. */
+size_t ecm_attention_train_work_floats(int T, int HD);
+ecm_status ecm_attention_forward_train(float *out, float *lse, const float *qkv, int B, int T, int NH, int NKV,
+                                       int HD, float scale, float *work, int max_threads);
+/* dqkv[BT, QKV] (written) from dout[BT, NH*HD]; recomputes the scores.
+ * Both use at most max_threads threads, each with its own slice of work. */
+ecm_status ecm_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
+                                  const float *lse, int B, int T, int NH, int NKV, int HD, float scale, float *work,
+                                  int max_threads);
+/* Rotary embeddings undone for a gradient: rotate by -angle, in place. */
+void ecm_rope_backward(float *dx, int stride, const int32_t *pos, const float *inv_freq, int T, int n_heads,
+                       int HD);
+
+/* --------------------------------------------------------- AdamW (optim.c) */
+
+typedef struct {
+    float lr, beta1, beta2, eps, weight_decay;
+} ecm_adamw;
+
+/* One AdamW step (PyTorch's formula, decoupled weight decay when decay != 0)
+ * over n parameters; t is the step number after this update (1-based). */
+void ecm_adamw_update(float *param, const float *grad, float *m, float *v, size_t n, const ecm_adamw *h, int t,
+                      int decay);
+/* sqrt(sum g^2) over n floats; deterministic for any thread count. */
+double ecm_grad_sumsq(const float *g, size_t n);
+void ecm_scale_f32(float *x, float s, size_t n);
+/* Linear warm-up to lr over `warmup` steps, then cosine to min_lr at `total`. */
+float ecm_lr_schedule(int step, float lr, float min_lr, int warmup, int total);
+
+/* ---------------------------------------------------------- LoRA (lora.c) */
+
+enum { ECM_LORA_Q = 0, ECM_LORA_K, ECM_LORA_V, ECM_LORA_O, ECM_LORA_GATE, ECM_LORA_UP, ECM_LORA_DOWN,
+       ECM_LORA_N_TARGETS };
+extern const char *const ecm_lora_target_names[ECM_LORA_N_TARGETS];
+
+/* One adapter on rows [n0, n0 + n) of a linear layer with K inputs:
+ * out[:, n0:n0+n] += scale * dropout(x) @ A^T @ B^T. */
+typedef struct {
+    int target, layer;
+    int lin;        /* 0 qkv, 1 proj, 2 up, 3 down */
+    int n0, n, K, R;
+    float *W;       /* the base weight (N, K) it adapts */
+    float *A, *B;   /* (R, K), (n, R) in the parameter slab */
+    float *dA, *dB; /* gradients, same shapes */
+    float *xa;      /* activation (BT, R): scale * dropout(x) @ A^T */
+} ecm_lora;
+
+typedef struct {
+    int rank;
+    float alpha, dropout;
+    uint64_t seed;
+    unsigned targets; /* bit i: ecm_lora_target i */
+} ecm_lora_config;
+
+/* Forward of an adapter: out (row stride ldo, columns from n0) += ...;
+ * xd is scratch (BT, K) used when dropout > 0. stream names the draw. */
+void ecm_lora_forward(ecm_lora *a, float *out, int ldo, const float *x, int BT, float scale, float dropout,
+                      uint64_t stream, float *xd, float *work);
+/* Backward: dA, dB +=; dx[BT, K] += the adapter's share. dxa (BT, R) scratch. */
+void ecm_lora_backward(ecm_lora *a, float *dx, const float *dout, int ldo, const float *x, int BT, float scale,
+                       float dropout, uint64_t stream, float *xd, float *dxa, float *work);
+/* w[n0:n0+n, :] += scale * B @ A, w (N, K) row-major. */
+void ecm_lora_merge(float *w, const ecm_lora *a, float scale);
+/* A ~ U(-1/sqrt(K), 1/sqrt(K)) (PEFT's kaiming-uniform), B = 0. */
+void ecm_lora_init(ecm_lora *a, uint64_t seed);
+
+/* ------------------------------------------------- training state (train.c) */
+
+typedef struct {
+    float *attn_norm_w, *attn_norm_b; /* (C) */
+    float *qkv_w, *qkv_b;             /* (QKV, C), (QKV) */
+    float *proj_w, *proj_b;           /* (C, NH*HD), (C) */
+    float *ffn_norm_w, *ffn_norm_b;   /* (C) */
+    float *up_w, *up_b;               /* (F or 2F, C) */
+    float *down_w, *down_b;           /* (C, F) */
+} ecm_tlayer;
+
+typedef struct {
+    float *tok_embd;  /* (V, C) */
+    float *pos_embd;  /* (max_pos, C) gpt2 */
+    ecm_tlayer *layers;
+    float *norm_w, *norm_b; /* (C) */
+    float *lm_head;         /* (V, C), == tok_embd when tied */
+} ecm_tparams;
+
+/* A named tensor of the parameter slab. */
+typedef struct {
+    char name[64];
+    int rows, cols;   /* cols == 0: a vector */
+    float *p, *g;     /* g NULL when frozen */
+    float *m, *v;     /* Adam moments, NULL when frozen */
+    int decay;        /* weight decay applies (matrices) */
+    int set;          /* loaded (or initialised) */
+} ecm_ttensor;
+
+/* Activations of a batch (BT rows), carved from one slab, and the
+ * backward pass's scratch. */
+typedef struct {
+    float *res;                          /* (L+1, BT, C) residual stream entering each layer, and out */
+    float *ln1, *ln1_mean, *ln1_rstd;    /* (L, BT, C), (L, BT), (L, BT) */
+    float *qkv;                          /* (L, BT, QKV) q | k | v, after RoPE */
+    float *atty;                         /* (L, BT, NH*HD) attention output */
+    float *lse;                          /* (L, B, NH, T) log-sum-exp of the score rows */
+    float *resmid;                       /* (L, BT, C) residual after attention */
+    float *ln2, *ln2_mean, *ln2_rstd;    /* (L, BT, C), (L, BT), (L, BT) */
+    float *fch;                          /* (L, BT, FU) MLP pre-activation, FU = F or 2F */
+    float *fact;                         /* (L, BT, F) MLP activation */
+    float *lnf, *lnf_mean, *lnf_rstd;    /* (BT, C), (BT), (BT) */
+    float *logits;                       /* (BT, V) logits, then probabilities, then dlogits */
+    float *losses;                       /* (BT) */
+    float *lora_xa;                      /* (n_lora, BT, R) */
+    /* backward scratch */
+    float *dres, *dtmp, *dln;            /* (BT, C) */
+    float *dqkv;                         /* (BT, QKV) */
+    float *datty;                        /* (BT, NH*HD) */
+    float *dfch;                         /* (BT, FU) */
+    float *dfact;                        /* (BT, F) */
+    float *xd;                           /* (BT, max K) LoRA dropout scratch */
+    float *dxa;                          /* (BT, R) */
+} ecm_tacts;
+
+typedef struct {
+    ecm_config cfg;
+    int tied;                 /* lm_head is tok_embd */
+    int lora_on;
+    ecm_lora_config lcfg;
+    float lora_scale;         /* alpha / rank */
+    ecm_tparams P, G;         /* parameters and gradients (G fields NULL when frozen) */
+    ecm_lora *lora;           /* (n_lora) */
+    int n_lora;
+    ecm_ttensor *tensors;
+    int n_tensors;
+    float *params, *grads, *adam_m, *adam_v; /* slabs */
+    size_t n_params, n_trainable; /* numbers of floats */
+    size_t grad_floats;        /* the gradient / moment slabs' length */
+    float *inv_freq;          /* (HD/2) */
+    int adam_t;               /* optimizer steps taken */
+    uint64_t fwd_count;       /* forward passes: names dropout draws */
+    int n_threads;
+    /* activations, planned for (B, T) at the first forward */
+    int B, T;
+    ecm_tacts A;
+    float *acts;              /* the slab behind A */
+    size_t acts_floats;
+    float *work;              /* GEMM packing + scratch */
+    float *attn_work;         /* attention scratch, one slice per thread */
+    int planned_threads;
+    size_t work_floats;
+    int32_t *ids, *targets, *pos; /* (BT) */
+    uint8_t *mask;            /* (BT) */
+    int n_counted;            /* rows counted by the last loss */
+    int have_fwd;             /* activations hold a forward of this batch */
+} ecm_train;
+
+ecm_status ecm_train_init(ecm_train *tr, const ecm_config *cfg, int tied, const ecm_lora_config *lora);
+void ecm_train_free(ecm_train *tr);
+/* Free the activation slab and scratch (planned again by the next forward). */
+void ecm_train_release_activations(ecm_train *tr);
+int ecm_train_find(const ecm_train *tr, const char *name);
+ecm_status ecm_train_check_complete(const ecm_train *tr);
+/* Forward of a batch: ids, targets (BT) and mask (BT, may be NULL: all
+ * counted); *loss = mean cross-entropy over counted rows. */
+ecm_status ecm_train_forward(ecm_train *tr, const int32_t *ids, const int32_t *targets, const uint8_t *mask, int B,
+                             int T, float *loss);
+/* Backward of the last forward; gradients += grad_scale * d(loss). */
+ecm_status ecm_train_backward(ecm_train *tr, float grad_scale);
+void ecm_train_zero_grad(ecm_train *tr);
+/* Clip to max_norm (if > 0) then one AdamW step; *norm = the norm before clipping. */
+ecm_status ecm_train_step(ecm_train *tr, const ecm_adamw *h, float max_norm, float *norm);
+/* Copy tensor i into dst (rows, cols), LoRA adapters merged in when merged. */
+void ecm_train_export(const ecm_train *tr, int i, float *dst, int merged);
+
+#endif
