@@ -444,9 +444,9 @@ static void gemm_panels_pa(float *out, int ldo, const float *x, int ldx, const f
 
 void ecm_gemm_f32(float *out, int ldo, const float *a, int lda, const float *b, int ldb, int b_trans,
                   const float *bias, int M, int N, int K, int accumulate, float *work) {
-    ukernel_fn uk;
-    int mr_max;
-    pick_kernel(&uk, &mr_max);
+    kernels kn = pick_kernel();
+    ukernel_fn uk = kn.uk;
+    int mr_max = kn.mr_max;
     if (M <= 0 || N <= 0) return;
     if (K <= 0) { /* an empty product: out = bias (or unchanged) */
         for (int i = 0; i < M; i++)

@@ -439,8 +439,8 @@ ecm_status ecm_train_forward(ecm_train *tr, const int32_t *ids, const int32_t *t
         linear(tr, qkv, ln1, p->qkv_w, p->qkv_b, BT, QKV, C, 0);
         lora_fwd(tr, l, 0, qkv, QKV, ln1, BT);
         if (llama) {
-            ecm_rope_forward(qkv, QKV, tr->pos, tr->inv_freq, BT, NH, HD);
-            ecm_rope_forward(qkv + QD, QKV, tr->pos, tr->inv_freq, BT, NKV, HD);
+            ecm_rope_forward(qkv, QKV, tr->pos, tr->inv_freq, BT, NH, HD, 0); /* rotate-half: HF weights */
+            ecm_rope_forward(qkv + QD, QKV, tr->pos, tr->inv_freq, BT, NKV, HD, 0);
         }
         ecm_status st = ecm_attention_forward_train(atty, lse, qkv, B, T, NH, NKV, HD, scale, tr->attn_work,
                                                     tr->planned_threads);
