@@ -14,6 +14,16 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define ECM_X86 1
+#define AVX2_ATTR __attribute__((target("avx2,fma,f16c")))
+#endif
+
+/* Decoding (a few query rows against the cache) skips the packing: each row
+ * dots the cached keys where they lie and sums the cached values, reading K
+ * and V once instead of copying them into panels first. */
+#define DIRECT_MAX_T 8
 
 #define QB 64 /* queries per task */
 
@@ -92,9 +102,118 @@ static void attend_block(float *out, int ldo, const float *q, int ldq, const flo
     ecm_matmul_prepacked(out, ldo, scores, n_keys, vp, (size_t)n_keys, n_keys, HD, mb);
 }
 
+/* One query row of one head: out[HD] = softmax(scale * q . k_j) @ v_j over
+ * the n_keys keys (rows of k and v with strides ldk, ldv). scores[n_keys]. */
+static inline __attribute__((always_inline)) void attend_row_body(float *out, const float *q, const float *k, int ldk,
+                                                                  const float *v, int ldv, const uint8_t *key_mask,
+                                                                  int n_keys, int HD, float scale, float *scores) {
+    float mx = -INFINITY;
+    for (int j = 0; j < n_keys; j++) {
+        const float *kj = k + (size_t)j * ldk;
+        float s = 0.0f;
+        for (int d = 0; d < HD; d++) s += q[d] * kj[d];
+        s = (key_mask && !key_mask[j]) ? -INFINITY : s * scale;
+        scores[j] = s;
+        mx = s > mx ? s : mx;
+    }
+    for (int d = 0; d < HD; d++) out[d] = 0.0f;
+    if (mx == -INFINITY) return; /* every key masked: attend to nothing */
+    for (int j = 0; j < n_keys; j++) scores[j] -= mx;
+    ecm_vexp(scores, scores, (size_t)n_keys);
+    float sum = 0.0f;
+    for (int j = 0; j < n_keys; j++) sum += scores[j];
+    const float inv = 1.0f / sum;
+    for (int j = 0; j < n_keys; j++) {
+        const float p = scores[j] * inv, *vj = v + (size_t)j * ldv;
+        for (int d = 0; d < HD; d++) out[d] += p * vj[d];
+    }
+}
+
+static void attend_row_ref(float *out, const float *q, const float *k, int ldk, const float *v, int ldv,
+                           const uint8_t *key_mask, int n_keys, int HD, float scale, float *scores) {
+    attend_row_body(out, q, k, ldk, v, ldv, key_mask, n_keys, HD, scale, scores);
+}
+
+#ifdef ECM_X86
+static inline __attribute__((always_inline)) AVX2_ATTR float hsum8_att(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* HD a multiple of 8 (and at most 256: the row lives in registers / L1). */
+static AVX2_ATTR void attend_row_avx2(float *out, const float *q, const float *k, int ldk, const float *v, int ldv,
+                                      const uint8_t *key_mask, int n_keys, int HD, float scale, float *scores) {
+    float mx = -INFINITY;
+    for (int j = 0; j < n_keys; j++) {
+        const float *kj = k + (size_t)j * ldk;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        int d = 0;
+        for (; d + 16 <= HD; d += 16) {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(kj + d), a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d + 8), _mm256_loadu_ps(kj + d + 8), a1);
+        }
+        if (d < HD) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(kj + d), a0);
+        float s = hsum8_att(_mm256_add_ps(a0, a1));
+        s = (key_mask && !key_mask[j]) ? -INFINITY : s * scale;
+        scores[j] = s;
+        mx = s > mx ? s : mx;
+    }
+    for (int d = 0; d < HD; d++) out[d] = 0.0f;
+    if (mx == -INFINITY) return;
+    for (int j = 0; j < n_keys; j++) scores[j] -= mx;
+    ecm_vexp(scores, scores, (size_t)n_keys);
+    float sum = 0.0f;
+    for (int j = 0; j < n_keys; j++) sum += scores[j];
+    const __m256 inv = _mm256_set1_ps(1.0f / sum);
+    for (int d = 0; d < HD; d += 8) {
+        __m256 acc = _mm256_setzero_ps();
+        for (int j = 0; j < n_keys; j++)
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(scores[j]), _mm256_loadu_ps(v + (size_t)j * ldv + d), acc);
+        _mm256_storeu_ps(out + d, _mm256_mul_ps(acc, inv));
+    }
+}
+#endif
+
+/* Few query rows: (head, row) tasks reading the cache in place. */
+static ecm_status attention_direct(float *out, int ldo, const float *q, int ldq, const float *k, int ldk,
+                                   const float *v, int ldv, const uint8_t *key_mask, int T, int P, int NH, int NKV,
+                                   int HD, float scale, int causal) {
+    const int S = P + T, group = NH / NKV, n_tasks = NH * T;
+    void (*row)(float *, const float *, const float *, int, const float *, int, const uint8_t *, int, int, float,
+                float *) = attend_row_ref;
+#ifdef ECM_X86
+    if (ecm_simd_level_get() >= ECM_SIMD_AVX2 && HD % 8 == 0 && HD <= 256) row = attend_row_avx2;
+#endif
+    const int par = n_tasks > 1 && (size_t)n_tasks * S * HD >= 8192 && !ecm_in_parallel();
+#ifdef _OPENMP
+    const int nt = par ? omp_get_max_threads() : 1;
+#else
+    const int nt = 1;
+#endif
+    float *ws = ecm_alloc((size_t)nt * S * sizeof(float));
+    if (!ws) return ECM_ERR_NOMEM;
+#pragma omp parallel for schedule(static) num_threads(nt) if (par)
+    for (int task = 0; task < n_tasks; task++) {
+#ifdef _OPENMP
+        float *scores = ws + (size_t)omp_get_thread_num() * S;
+#else
+        float *scores = ws;
+#endif
+        const int h = task % NH, t = task / NH, kvh = h / group;
+        row(out + (size_t)t * ldo + (size_t)h * HD, q + (size_t)t * ldq + (size_t)h * HD, k + (size_t)kvh * HD, ldk,
+            v + (size_t)kvh * HD, ldv, key_mask, causal ? P + t + 1 : S, HD, scale, scores);
+    }
+    ecm_free(ws);
+    return ECM_OK;
+}
+
 ecm_status ecm_attention_forward(float *out, int ldo, const float *q, int ldq, const float *k, int ldk,
                                  const float *v, int ldv, const uint8_t *key_mask, int T, int P, int NH, int NKV,
                                  int HD, float scale, int causal) {
+    if (T <= DIRECT_MAX_T)
+        return attention_direct(out, ldo, q, ldq, k, ldk, v, ldv, key_mask, T, P, NH, NKV, HD, scale, causal);
     int S = P + T;
     int group = NH / NKV;
     int n_blocks = (T + QB - 1) / QB;

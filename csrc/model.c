@@ -345,21 +345,7 @@ ecm_status ecm_linear_forward(float *out, const float *x, const ecm_linear *lin,
         ecm_matmul_packed(out, lin->N, x, lin->K, &lin->w, lin->b, M, accumulate);
         return ECM_OK;
     }
-    size_t n = (size_t)M * lin->N;
-    float *dst = accumulate ? ecm_scratch(ECM_SCRATCH_LINEAR, n * sizeof(float)) : out;
-    if (!dst) return ECM_ERR_NOMEM;
-    ecm_status st = ecm_matmul_quant(dst, lin->N, x, lin->K, lin->q, lin->qtype, lin->N, lin->K, M);
-    if (st == ECM_OK && (accumulate || lin->b)) {
-        int par = n >= 32768 && !ecm_in_parallel();
-#pragma omp parallel for schedule(static) if (par)
-        for (int r = 0; r < M; r++) {
-            float *o = out + (size_t)r * lin->N;
-            const float *d = dst + (size_t)r * lin->N;
-            for (int j = 0; j < lin->N; j++)
-                o[j] = (accumulate ? o[j] : 0.0f) + (d[j] + (lin->b ? lin->b[j] : 0.0f));
-        }
-    }
-    return st;
+    return ecm_matmul_quant_ex(out, lin->N, x, lin->K, lin->q, lin->qtype, lin->b, lin->N, lin->K, M, accumulate);
 }
 
 static void set_threads(const ecm_model *m) {

@@ -1241,8 +1241,15 @@ ecm_status ecm_vec_dot_quant(float *out, const void *w, int qtype, const float *
  * activation rows at a time stream past it. */
 #define MC 64 /* activation rows per pass over the weights (L2-resident) */
 
-ecm_status ecm_matmul_quant(float *out, int ldo, const float *x, int ldx, const void *w, int qtype, int N, int K,
-                            int M) {
+/* out = (accumulate ? out : 0) + (x @ w^T + bias), the sum of each output
+ * formed as d + bias first, so accumulate and bias cost no extra pass. */
+static inline __attribute__((always_inline)) void put_out(float *o, float d, const float *bias, int n, int accumulate) {
+    if (bias) d += bias[n];
+    *o = accumulate ? *o + d : d;
+}
+
+ecm_status ecm_matmul_quant_ex(float *out, int ldo, const float *x, int ldx, const void *w, int qtype,
+                               const float *bias, int N, int K, int M, int accumulate) {
     const ecm_type_traits *tr = ecm_type_traits_get(qtype);
     if (!tr || !tr->vec_dot_ref)
         return ecm_fail(ECM_ERR_VALUE, "matmul_quant: unsupported weight type %s (id %d)", ecm_type_name(qtype),
@@ -1277,7 +1284,11 @@ ecm_status ecm_matmul_quant(float *out, int ldo, const float *x, int ldx, const 
     if (M == 1) {
         /* Decode: one pass over the weights, rows split evenly. */
 #pragma omp parallel for schedule(static) if (N > 1 && !serial)
-        for (int n = 0; n < N; n++) kn.dot(K, out + n, wb + (size_t)n * wrow, act);
+        for (int n = 0; n < N; n++) {
+            float d;
+            kn.dot(K, &d, wb + (size_t)n * wrow, act);
+            put_out(out + n, d, bias, n, accumulate);
+        }
     } else {
         int rb = (int)(16384 / wrow);
         if (rb < 1) rb = 1;
@@ -1292,15 +1303,25 @@ ecm_status ecm_matmul_quant(float *out, int ldo, const float *x, int ldx, const 
                 int m = m0;
                 if (kn.dot4)
                     for (; m + 4 <= m1; m += 4)
-                        for (int n = n0; n < n1; n++)
-                            kn.dot4(K, out + (size_t)m * ldo + n, (size_t)ldo, wb + (size_t)n * wrow,
-                                    act + (size_t)m * arow, arow);
+                        for (int n = n0; n < n1; n++) {
+                            float d[4];
+                            kn.dot4(K, d, 1, wb + (size_t)n * wrow, act + (size_t)m * arow, arow);
+                            for (int i = 0; i < 4; i++) put_out(out + (size_t)(m + i) * ldo + n, d[i], bias, n, accumulate);
+                        }
                 for (; m < m1; m++)
-                    for (int n = n0; n < n1; n++)
-                        kn.dot(K, out + (size_t)m * ldo + n, wb + (size_t)n * wrow, act + (size_t)m * arow);
+                    for (int n = n0; n < n1; n++) {
+                        float d;
+                        kn.dot(K, &d, wb + (size_t)n * wrow, act + (size_t)m * arow);
+                        put_out(out + (size_t)m * ldo + n, d, bias, n, accumulate);
+                    }
             }
         }
     }
     ecm_free(buf);
     return ECM_OK;
+}
+
+ecm_status ecm_matmul_quant(float *out, int ldo, const float *x, int ldx, const void *w, int qtype, int N, int K,
+                            int M) {
+    return ecm_matmul_quant_ex(out, ldo, x, ldx, w, qtype, NULL, N, K, M, 0);
 }

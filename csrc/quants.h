@@ -141,6 +141,10 @@ ecm_status ecm_vec_dot_quant(float *out, const void *w, int qtype, const float *
  * non-positive sizes; ECM_ERR_NOMEM if the buffer cannot be allocated. */
 ecm_status ecm_matmul_quant(float *out, int ldo, const float *x, int ldx, const void *w, int qtype,
                             int N, int K, int M);
+/* The same with a bias[N] (or NULL) added, and accumulate != 0 adding the
+ * result to out instead of overwriting it (the residual stream), in one pass. */
+ecm_status ecm_matmul_quant_ex(float *out, int ldo, const float *x, int ldx, const void *w, int qtype,
+                               const float *bias, int N, int K, int M, int accumulate);
 
 #ifdef __cplusplus
 }

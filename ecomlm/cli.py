@@ -6,6 +6,9 @@
     ecomlm info                 the engine's build: SIMD path, OpenMP, threads
     ecomlm serve                an OpenAI-compatible HTTP server on 127.0.0.1:8000
     ecomlm finetune DATA --model M [--epochs N --lora-rank R ...]   fine-tune on JSONL
+    ecomlm quantize IN OUT --type q4_k
+                                convert a GGUF file or a Hugging Face llama/gpt2
+                                directory to a quantised GGUF
 """
 
 from __future__ import annotations
@@ -40,6 +43,35 @@ def _cmd_info(args) -> int:
     print(f"ecomlm {__version__}")
     print(f"SIMD path: {_core.simd_level()} (CPU supports {_core.simd_detected()})")
     print(f"OpenMP: {'yes' if _core.has_openmp() else 'no'}, default threads: {_core.default_threads()}")
+    return 0
+
+
+def _cmd_quantize(args) -> int:
+    from tqdm import tqdm
+
+    from .engine.quantize import quantize_file
+
+    bar = None
+
+    def progress(done, total):
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="tensor", desc=f"quantize {args.type}", disable=args.quiet)
+        bar.update(done - bar.n)
+
+    try:
+        written = quantize_file(args.input, args.output, args.type, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    counts = {}
+    for t in written.values():
+        counts[t] = counts.get(t, 0) + 1
+    import os
+
+    size = os.path.getsize(args.output)
+    print(f"{args.output}: {len(written)} tensors ({', '.join(f'{n} {t}' for t, n in sorted(counts.items()))}), "
+          f"{size / 2**20:.1f} MiB")
     return 0
 
 
@@ -101,6 +133,13 @@ def main(argv=None) -> int:
     p.set_defaults(fn=_cmd_models)
     p = sub.add_parser("info", help="show the engine's build")
     p.set_defaults(fn=_cmd_info)
+    p = sub.add_parser("quantize", help="convert a GGUF file or a Hugging Face directory to a quantised GGUF")
+    p.add_argument("input", help="a .gguf file, or a Hugging Face llama/gpt2 directory (config.json, *.safetensors)")
+    p.add_argument("output", help="the .gguf file to write")
+    p.add_argument("--type", default="q8_0", choices=["q8_0", "q4_0", "q4_1", "q4_k", "q5_k", "q6_k", "f16", "f32"],
+                   help="type of the weight matrices (default q8_0); norms and biases stay F32")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(fn=_cmd_quantize)
     p = sub.add_parser("demo", help="run the demo on the default models")
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(fn=_cmd_demo)

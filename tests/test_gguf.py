@@ -347,5 +347,6 @@ def test_quantize_file_errors(tmp_path):
     from ecomlm.errors import BadRequestError
     with pytest.raises(BadRequestError):
         quantize_file("a.gguf", "b.gguf", "q3_k")
-    with pytest.raises(ModelFormatError):
+    from ecomlm.errors import NotFoundError
+    with pytest.raises(NotFoundError, match="config.json"):  # a directory is a Hugging Face model
         quantize_file(str(tmp_path), str(tmp_path / "o.gguf"), "q8_0")

@@ -1,4 +1,5 @@
-"""Convert a GGUF model to a quantised type (``ecomlm quantize IN OUT --type q4_k``).
+"""Convert a GGUF model, or a Hugging Face llama / gpt2 directory of
+safetensors, to a quantised GGUF (``ecomlm quantize IN OUT --type q4_k``).
 
 Policy, like llama.cpp's: 2-D weight matrices are quantised to the requested
 type; 1-D tensors (norms, biases) are stored as F32. When a matrix's row length
@@ -17,7 +18,7 @@ import os
 import numpy as np
 
 from .. import _core
-from ..errors import BadRequestError, ModelFormatError
+from ..errors import BadRequestError, NotFoundError
 from .gguf import GGMLType, GGUFReader, GGUFWriter, ValueType, copy_metadata
 
 __all__ = ["QUANT_TYPES", "quantize_file"]
@@ -46,6 +47,8 @@ def _target_type(shape: tuple, qtype: int) -> int:
 def quantize_file(in_path: str | os.PathLike, out_path: str | os.PathLike, type: str | int = "q8_0",
                   progress=None) -> dict:
     """Write ``out_path``: the GGUF ``in_path`` with its weight matrices in ``type``.
+    A directory ``in_path`` is a Hugging Face model (config.json, *.safetensors,
+    tokenizer.json), converted as llama.cpp's converter does (see convert.py).
 
     Returns ``{tensor name: ggml type name}`` of what was written. ``progress``,
     if given, is called as ``progress(done, total)`` after each tensor.
@@ -55,11 +58,14 @@ def quantize_file(in_path: str | os.PathLike, out_path: str | os.PathLike, type:
         raise BadRequestError(f"unknown quantisation type {type!r}; choose from {', '.join(QUANT_TYPES)}",
                               param="type")
     in_path = os.fspath(in_path)
-    if os.path.isdir(in_path):
-        raise ModelFormatError(f"{in_path} is a directory: quantising safetensors models is not supported yet; "
-                               "give a .gguf file")
     if os.path.abspath(in_path) == os.path.abspath(os.fspath(out_path)):
         raise BadRequestError("the output must be a different file from the input", param="out_path")
+    if os.path.isdir(in_path):
+        from .convert import hf_to_gguf
+
+        return hf_to_gguf(in_path, os.fspath(out_path), qtype, progress=progress)
+    if not os.path.isfile(in_path):
+        raise NotFoundError(f"no such file or directory: {in_path}", param="in_path")
     r = GGUFReader(in_path)
     w = GGUFWriter(out_path, alignment=r.alignment)
     copy_metadata(r, w, skip=["general.file_type"])
