@@ -18,7 +18,7 @@ def test_fuzz_tokenizer_smoke(tmp_path):
     if cc is None:
         pytest.skip("clang is not installed")
     exe = str(tmp_path / "fuzz_tokenizer")
-    build = subprocess.run(["sh", os.path.join(ROOT, "fuzz", "build.sh"), exe],
+    build = subprocess.run(["sh", os.path.join(ROOT, "fuzz", "build_tokenizer.sh"), exe],
                            capture_output=True, text=True, env=dict(os.environ, CC=cc))
     if build.returncode != 0:
         if "fuzzer" in build.stderr and ("cannot find" in build.stderr or "unsupported" in build.stderr):
