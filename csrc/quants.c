@@ -812,63 +812,52 @@ static inline __attribute__((always_inline)) AVX2_ATTR float f16_to_f32_fast(uin
 }
 
 #define DEFINE_Q8_DOTS(SFX, ATTR, DOT)                                                                     \
+    /* One activation row. Each row's arithmetic is exactly that of the         \
+     * 4-row kernels below (one FMA chain, same scale products, same order),   \
+     * so a row's result does not depend on how many rows share the matmul:    \
+     * batched decoding gives the tokens decoding alone gives. */              \
     static ATTR void vec_dot_q4_1_##SFX(int K, float *s, const void *w, const void *xq) {                \
         const ecm_block_q4_1 *b = w;                                                                       \
         const ecm_block_q8_a *y = xq;                                                                      \
-        const int nb = K / ECM_QK;                                                                         \
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                                     \
-        __m128 accm = _mm_setzero_ps();                                                                    \
-        int i = 0;                                                                                         \
-        for (; i + 2 <= nb; i += 2) {                                                                      \
-            __m128 p0 = _mm_mul_ps(load_f16x2(&b[i].d), _mm_castpd_ps(_mm_load_sd((const double *)&y[i].d)));     \
-            __m128 p1 = _mm_mul_ps(load_f16x2(&b[i + 1].d),                                                \
-                                   _mm_castpd_ps(_mm_load_sd((const double *)&y[i + 1].d)));               \
-            accm = _mm_add_ps(accm, _mm_add_ps(p0, p1));                                                   \
-            __m256i d0 = DOT(nib32(b[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));                \
-            __m256i d1 = DOT(nib32(b[i + 1].qs), _mm256_loadu_si256((const __m256i *)y[i + 1].qs));        \
-            acc0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(p0), _mm256_cvtepi32_ps(d0), acc0);               \
-            acc1 = _mm256_fmadd_ps(_mm256_broadcastss_ps(p1), _mm256_cvtepi32_ps(d1), acc1);               \
+        __m256 a0 = _mm256_setzero_ps();                                                                   \
+        float m0 = 0;                                                                                      \
+        for (int i = 0; i < K / ECM_QK; i++) {                                                             \
+            __m128 dm = load_f16x2(&b[i].d);                                                               \
+            const __m256 dw = _mm256_broadcastss_ps(dm);                                                   \
+            const float mw = _mm_cvtss_f32(_mm_movehdup_ps(dm));                                           \
+            __m256i p0 = DOT(nib32(b[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));                \
+            a0 = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(&y[i].d)), _mm256_cvtepi32_ps(p0), a0); \
+            m0 = fmaf(mw, y[i].s, m0);                                                                     \
         }                                                                                                  \
-        for (; i < nb; i++) {                                                                              \
-            __m128 p0 = _mm_mul_ps(load_f16x2(&b[i].d), _mm_castpd_ps(_mm_load_sd((const double *)&y[i].d)));     \
-            accm = _mm_add_ps(accm, p0);                                                                   \
-            __m256i d0 = DOT(nib32(b[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));                \
-            acc0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(p0), _mm256_cvtepi32_ps(d0), acc0);               \
-        }                                                                                                  \
-        *s = hsum8(_mm256_add_ps(acc0, acc1)) + _mm_cvtss_f32(_mm_movehdup_ps(accm));                      \
+        *s = hsum8(a0) + m0;                                                                               \
     }                                                                                                      \
                                                                                                            \
     static ATTR void vec_dot_q4_0_##SFX(int K, float *s, const void *w, const void *xq) {                \
         const ecm_block_q4_0 *b = w;                                                                       \
         const ecm_block_q8_a *y = xq;                                                                      \
-        const int nb = K / ECM_QK;                                                                         \
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                                     \
-        float accm = 0.0f;                                                                                 \
-        for (int i = 0; i < nb; i++) {                                                                     \
-            const float dw = f16_to_f32_fast(b[i].d);                                                      \
-            accm = fmaf(dw, y[i].s, accm);                                                                 \
-            __m256i d0 = DOT(nib32(b[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));                \
-            __m256 sc = _mm256_set1_ps(dw * y[i].d);                                                       \
-            if (i & 1) acc1 = _mm256_fmadd_ps(sc, _mm256_cvtepi32_ps(d0), acc1);                           \
-            else acc0 = _mm256_fmadd_ps(sc, _mm256_cvtepi32_ps(d0), acc0);                                 \
+        __m256 a0 = _mm256_setzero_ps();                                                                   \
+        float m0 = 0;                                                                                      \
+        for (int i = 0; i < K / ECM_QK; i++) {                                                             \
+            const float dws = f16_to_f32_fast(b[i].d);                                                     \
+            const __m256 dw = _mm256_set1_ps(dws);                                                         \
+            __m256i p0 = DOT(nib32(b[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));                \
+            a0 = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(&y[i].d)), _mm256_cvtepi32_ps(p0), a0); \
+            m0 = fmaf(dws, y[i].s, m0);                                                                    \
         }                                                                                                  \
-        *s = hsum8(_mm256_add_ps(acc0, acc1)) - 8.0f * accm;                                               \
+        *s = hsum8(a0) - 8.0f * m0;                                                                        \
     }                                                                                                      \
                                                                                                            \
     static ATTR void vec_dot_q8_0_##SFX(int K, float *s, const void *w, const void *xq) {                \
         const ecm_block_q8_0 *b = w;                                                                       \
         const ecm_block_q8_a *y = xq;                                                                      \
-        const int nb = K / ECM_QK;                                                                         \
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                                     \
-        for (int i = 0; i < nb; i++) {                                                                     \
-            __m256i wq = _mm256_loadu_si256((const __m256i *)b[i].qs);                                     \
-            __m256i aq = _mm256_loadu_si256((const __m256i *)y[i].qs);                                     \
-            __m256i d0 = DOT(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(aq, wq));                          \
-            __m256 sc = _mm256_set1_ps(f16_to_f32_fast(b[i].d) * y[i].d);                                  \
-            if (i & 1) acc1 = _mm256_fmadd_ps(sc, _mm256_cvtepi32_ps(d0), acc1);                           \
-            else acc0 = _mm256_fmadd_ps(sc, _mm256_cvtepi32_ps(d0), acc0);                                 \
+        __m256 a0 = _mm256_setzero_ps();                                                                   \
+        for (int i = 0; i < K / ECM_QK; i++) {                                                             \
+            const __m256 dw = _mm256_set1_ps(f16_to_f32_fast(b[i].d));                                     \
+            const __m256i wq = _mm256_loadu_si256((const __m256i *)b[i].qs);                               \
+            __m256i p0 = DOT(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)y[i].qs), wq)); \
+            a0 = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(&y[i].d)), _mm256_cvtepi32_ps(p0), a0); \
         }                                                                                                  \
-        *s = hsum8(_mm256_add_ps(acc0, acc1));                                                             \
+        *s = hsum8(a0);                                                                                    \
     }                                                                                                      \
                                                                                                            \
     /* 4 activation rows per weight block: the block is loaded and unpacked once. */                      \
