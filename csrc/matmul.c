@@ -420,6 +420,8 @@ size_t ecm_gemm_work_floats(int N, int K) { return ecm_packed_floats(N, K); }
  * buffer first: rows lda floats apart (768 or 3072 floats in GPT-2) alias in
  * L1 (a multiple of 4 KiB) and make six prefetch streams; one copy per block,
  * reused across the chunk's panels, turns them into one. Same arithmetic. */
+/* Blocking of the training path (tunable with -D when building): the KC-slice
+ * and the panels per chunk, as for the inference GEMM. */
 #ifndef TKC
 #define TKC KC
 #endif
