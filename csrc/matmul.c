@@ -418,19 +418,33 @@ size_t ecm_gemm_work_floats(int N, int K) { return ecm_packed_floats(N, K); }
  * buffer first: rows lda floats apart (768 or 3072 floats in GPT-2) alias in
  * L1 (a multiple of 4 KiB) and make six prefetch streams; one copy per block,
  * reused across the chunk's panels, turns them into one. Same arithmetic. */
-static void gemm_panels_pa(float *out, int ldo, const float *x, int ldx, const float *w, size_t kstride, int K,
-                           int N, int p0, int p1, int M, const float *bias, int accumulate, ukernel_fn uk,
-                           int mr_max) {
-    float abuf[12 * KC] __attribute__((aligned(64)));
-    for (int pc0 = p0; pc0 < p1; pc0 += PANELS_PER_CHUNK) {
-        int pc1 = pc0 + PANELS_PER_CHUNK < p1 ? pc0 + PANELS_PER_CHUNK : p1;
-        for (int k0 = 0; k0 < K; k0 += KC) {
-            int kc = K - k0 < KC ? K - k0 : KC;
+/* Blocking of the training path (tunable with -D when building): the KC-slice
+ * and the panels per chunk, as for the inference GEMM. */
+#ifndef TKC
+#define TKC KC
+#endif
+#ifndef TPPC
+#define TPPC PANELS_PER_CHUNK
+#endif
+static void gemm_panels_pa(float *out, int ldo, const float *x, int ldx, int a_trans, const float *w,
+                           size_t kstride, int K, int N, int p0, int p1, int M, const float *bias, int accumulate,
+                           ukernel_fn uk, int mr_max) {
+    float abuf[12 * TKC] __attribute__((aligned(64)));
+    for (int pc0 = p0; pc0 < p1; pc0 += TPPC) {
+        int pc1 = pc0 + TPPC < p1 ? pc0 + TPPC : p1;
+        for (int k0 = 0; k0 < K; k0 += TKC) {
+            int kc = K - k0 < TKC ? K - k0 : TKC;
             int add = accumulate || k0 > 0;
             for (int i0 = 0; i0 < M; i0 += mr_max) {
                 int mr = M - i0 < mr_max ? M - i0 : mr_max;
-                for (int i = 0; i < mr; i++)
-                    memcpy(abuf + (size_t)i * kc, x + (size_t)(i0 + i) * ldx + k0, (size_t)kc * sizeof(float));
+                if (a_trans) /* row i of a is column i of x [K, M]: gather it, a short run per row of x */
+                    for (int k = 0; k < kc; k++) {
+                        const float *src = x + (size_t)(k0 + k) * ldx + i0;
+                        for (int i = 0; i < mr; i++) abuf[(size_t)i * kc + k] = src[i];
+                    }
+                else
+                    for (int i = 0; i < mr; i++)
+                        memcpy(abuf + (size_t)i * kc, x + (size_t)(i0 + i) * ldx + k0, (size_t)kc * sizeof(float));
                 for (int p = pc0; p < pc1; p++) {
                     int n0 = p * NR, nr = N - n0 < NR ? N - n0 : NR;
                     const float *b = w + ((size_t)p * kstride + (size_t)k0) * NR;
@@ -442,8 +456,9 @@ static void gemm_panels_pa(float *out, int ldo, const float *x, int ldx, const f
     }
 }
 
-void ecm_gemm_f32(float *out, int ldo, const float *a, int lda, const float *b, int ldb, int b_trans,
-                  const float *bias, int M, int N, int K, int accumulate, float *work) {
+/* a_trans: a is given as [K, M] (row stride lda) and read transposed. */
+static void gemm_f32_impl(float *out, int ldo, const float *a, int lda, int a_trans, const float *b, int ldb,
+                          int b_trans, const float *bias, int M, int N, int K, int accumulate, float *work) {
     kernels kn = pick_kernel();
     ukernel_fn uk = kn.uk;
     int mr_max = kn.mr_max;
@@ -465,7 +480,7 @@ void ecm_gemm_f32(float *out, int ldo, const float *a, int lda, const float *b, 
 #endif
     if (nt == 1) {
         for (int p = 0; p < n_panels; p++) pack_panel_f32(work + (size_t)p * K * NR, b, ldb, b_trans, p * NR, N, K);
-        gemm_panels_pa(out, ldo, a, lda, work, (size_t)K, K, N, 0, n_panels, M, bias, accumulate, uk, mr_max);
+        gemm_panels_pa(out, ldo, a, lda, a_trans, work, (size_t)K, K, N, 0, n_panels, M, bias, accumulate, uk, mr_max);
         return;
     }
     if (n_panels >= 2 * nt || n_rblocks < 2) {
@@ -480,7 +495,8 @@ void ecm_gemm_f32(float *out, int ldo, const float *a, int lda, const float *b, 
             for (int p = p0; p < p1; p++)
                 pack_panel_f32(work + (size_t)p * K * NR, b, ldb, b_trans, p * NR, N, K);
             if (p1 > p0)
-                gemm_panels_pa(out, ldo, a, lda, work, (size_t)K, K, N, p0, p1, M, bias, accumulate, uk, mr_max);
+                gemm_panels_pa(out, ldo, a, lda, a_trans, work, (size_t)K, K, N, p0, p1, M, bias, accumulate, uk,
+                               mr_max);
         }
         return;
     }
@@ -492,10 +508,15 @@ void ecm_gemm_f32(float *out, int ldo, const float *a, int lda, const float *b, 
 #pragma omp for schedule(static)
         for (int rb = 0; rb < n_rblocks; rb++) {
             int i0 = rb * mr_max, mb = M - i0 < mr_max ? M - i0 : mr_max;
-            gemm_panels_pa(out + (size_t)i0 * ldo, ldo, a + (size_t)i0 * lda, lda, work, (size_t)K, K, N, 0, n_panels,
-                        mb, bias, accumulate, uk, mr_max);
+            gemm_panels_pa(out + (size_t)i0 * ldo, ldo, a_trans ? a + i0 : a + (size_t)i0 * lda, lda, a_trans, work,
+                           (size_t)K, K, N, 0, n_panels, mb, bias, accumulate, uk, mr_max);
         }
     }
+}
+
+void ecm_gemm_f32(float *out, int ldo, const float *a, int lda, const float *b, int ldb, int b_trans,
+                  const float *bias, int M, int N, int K, int accumulate, float *work) {
+    gemm_f32_impl(out, ldo, a, lda, 0, b, ldb, b_trans, bias, M, N, K, accumulate, work);
 }
 
 void ecm_transpose_f32(float *dst, const float *src, int lds, int rows, int cols) {
@@ -511,16 +532,16 @@ void ecm_transpose_f32(float *dst, const float *src, int lds, int rows, int cols
         }
 }
 
-/* the transposed dy, rounded up to keep the panels 64-byte aligned, then the panels */
-static size_t tn_split(int M, int N) { return ((size_t)M * N + 15) & ~(size_t)15; }
-size_t ecm_gemm_tn_work_floats(int M, int N, int K) { return tn_split(M, N) + ecm_packed_floats(K, M); }
+size_t ecm_gemm_tn_work_floats(int M, int N, int K) {
+    (void)N;
+    return ecm_packed_floats(K, M);
+}
 
 void ecm_gemm_tn_f32(float *dw, int ldw, const float *dy, int ldy, const float *x, int ldx, int M, int N, int K,
                      float *work) {
     if (M <= 0) return;
-    /* dw[N, K] += dy^T[N, M] @ x[M, K]: dy^T becomes the row operand, x the
-     * panel operand with inner dimension M ([K_in = M, N_out = K], b_trans). */
-    float *dyt = work; /* (N, M) */
-    ecm_transpose_f32(dyt, dy, ldy, M, N);
-    ecm_gemm_f32(dw, ldw, dyt, M, x, ldx, 1, NULL, N, K, M, 1, work + tn_split(M, N));
+    /* dw[N, K] += dy^T[N, M] @ x[M, K]: dy^T is the row operand, read
+     * transposed block by block (no transposed copy of dy), x the panel
+     * operand with inner dimension M ([K_in = M, N_out = K], b_trans). */
+    gemm_f32_impl(dw, ldw, dy, ldy, 1, x, ldx, 1, NULL, N, K, M, 1, work);
 }
