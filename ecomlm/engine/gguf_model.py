@@ -88,10 +88,11 @@ class _Plan:
         self.items.append((slot, list(sources)))
 
     def types(self) -> Dict[str, int]:
-        """Linear slots whose sources share one quantised type keep it."""
+        """Linear slots whose sources share one quantised type keep it; so does
+        the token table (the engine dequantises the rows it looks up)."""
         out = {}
         for slot, srcs in self.items:
-            if not slot.endswith(".weight") or slot in ("tok_embd",):
+            if not slot.endswith(".weight") and slot != "tok_embd":
                 continue
             ts = {self.r.tensor(s).type for s in srcs}
             if len(ts) == 1 and (t := ts.pop()) not in _FLOAT_TYPES and len(self.r.tensor(srcs[0]).shape) == 2:
