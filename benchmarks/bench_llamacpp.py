@@ -100,12 +100,12 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def model_files(types):
+def model_files(types, shipped=None):
     sys.path.insert(0, ROOT)
     from ecomlm.engine import registry
     from ecomlm.engine.quantize import quantize_file
 
-    shipped = registry.pull("smollm2-135m-instruct", progress=False)
+    shipped = shipped or registry.pull("smollm2-135m-instruct", progress=False)
     files = {}
     for t in types:
         if t == "q4_1":
@@ -133,6 +133,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--types", default="q4_1,q8_0,q4_k")
+    ap.add_argument("--model", help="the Q4_1 GGUF to start from (default: the shipped SmolLM2 file)")
     ap.add_argument("--worker", nargs=2, metavar=("ENGINE", "FILE"), help=argparse.SUPPRESS)
     ap.add_argument("--ids", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -148,7 +149,7 @@ def main():
               file=sys.stderr)
         return 1
     types = [t.strip().lower() for t in args.types.split(",") if t.strip()]
-    files = model_files(types)
+    files = model_files(types, args.model)
     import tempfile
 
     import ecomlm

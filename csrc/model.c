@@ -147,7 +147,21 @@ static void layout(layout_ctx *lc) {
     int has_bias = !is_llama; /* gpt2 and bert always have biases */
     int norm_bias = !is_llama;
     char p[64];
-    m->tok_embd = table(lc, "tok_embd", c->vocab, C);
+    int et = weight_type(lc, "tok_embd");
+    if (et != 0 && et != 1 && et != 30 && !is_bert) { /* kept in its blocks; rows dequantised on lookup */
+        ecm_linear *e = &m->tok_embd_q;
+        size_t row = ecm_quant_row_bytes(et, C), bytes;
+        if (!row || !ecm_mul_size(row, (size_t)c->vocab, &bytes)) lc->overflow = 1, bytes = 0;
+        memset(e, 0, sizeof *e);
+        e->N = c->vocab;
+        e->K = C;
+        e->qtype = et;
+        e->q = carve(lc, (bytes + 3) / 4);
+        add_slot(lc, "tok_embd", ECM_SLOT_LINEAR, c->vocab, C, NULL, e);
+        m->tok_embd = NULL;
+    } else {
+        m->tok_embd = table(lc, "tok_embd", c->vocab, C);
+    }
     m->pos_embd = is_llama ? NULL : table(lc, "pos_embd", c->max_pos, C);
     m->type_embd = is_bert ? table(lc, "type_embd", c->type_vocab, C) : NULL;
     if (is_bert) {
@@ -346,6 +360,16 @@ ecm_status ecm_linear_forward(float *out, const float *x, const ecm_linear *lin,
         return ECM_OK;
     }
     return ecm_matmul_quant_ex(out, lin->N, x, lin->K, lin->q, lin->qtype, lin->b, lin->N, lin->K, M, accumulate);
+}
+
+void ecm_model_token_row(float *dst, const ecm_model *m, int id) {
+    const int C = m->cfg.d_model;
+    if (m->tok_embd) {
+        memcpy(dst, m->tok_embd + (size_t)id * C, (size_t)C * sizeof(float));
+        return;
+    }
+    const ecm_linear *e = &m->tok_embd_q;
+    ecm_dequantize_row(dst, (const uint8_t *)e->q + (size_t)id * ecm_quant_row_bytes(e->qtype, C), e->qtype, C);
 }
 
 static void set_threads(const ecm_model *m) {

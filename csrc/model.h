@@ -84,7 +84,8 @@ typedef struct {
 
 typedef struct {
     ecm_config cfg;
-    float *tok_embd;                  /* (V, C) */
+    float *tok_embd;                  /* (V, C); NULL when tok_embd_q holds the table */
+    ecm_linear tok_embd_q;            /* (V, C) in quantised rows (qtype != 0), read a row at a time */
     float *pos_embd;                  /* (max_pos, C) */
     float *type_embd;                 /* (type_vocab, C) */
     float *emb_norm_w, *emb_norm_b;   /* (C) */
@@ -148,6 +149,9 @@ ecm_status ecm_model_embed(ecm_model *m, const int32_t *ids, const int32_t *mask
                            int B, int T, float *out, int pooling, int normalize);
 
 ecm_status ecm_linear_forward(float *out, const float *x, const ecm_linear *lin, int M, int accumulate);
+/* dst[C] = the token embedding of id, dequantised when the table is kept
+ * quantised (GGUF files: 4x less memory than fp32 for Q8_0). */
+void ecm_model_token_row(float *dst, const ecm_model *m, int id);
 
 /* A batch of sequences as the decoder bodies see it: rows seq_start[s] ..
  * seq_start[s+1] of the (R, C) activations belong to caches[s]; pos[r] is

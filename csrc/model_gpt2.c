@@ -18,8 +18,9 @@ ecm_status ecm_gpt2_forward(ecm_model *m, const ecm_batch *b, const int32_t *ids
     float *h = att + (size_t)R * KVD;        /* (R, F) */
 
     for (int r = 0; r < R; r++) { /* x = wte[ids] + wpe[pos] */
-        const float *te = m->tok_embd + (size_t)ids[r] * C, *pe = m->pos_embd + (size_t)b->pos[r] * C;
-        for (int i = 0; i < C; i++) x[(size_t)r * C + i] = te[i] + pe[i];
+        const float *pe = m->pos_embd + (size_t)b->pos[r] * C;
+        ecm_model_token_row(x + (size_t)r * C, m, ids[r]);
+        for (int i = 0; i < C; i++) x[(size_t)r * C + i] += pe[i];
     }
     ecm_status st = ECM_OK;
     for (int l = 0; l < c->n_layer && st == ECM_OK; l++) {

@@ -19,7 +19,7 @@ ecm_status ecm_llama_forward(ecm_model *m, const ecm_batch *b, const int32_t *id
     float *gu = att + (size_t)R * QD;   /* (R, 2F): gate | up */
     float *h = gu + (size_t)R * 2 * F;  /* (R, F) */
 
-    for (int r = 0; r < R; r++) memcpy(x + (size_t)r * C, m->tok_embd + (size_t)ids[r] * C, (size_t)C * sizeof(float));
+    for (int r = 0; r < R; r++) ecm_model_token_row(x + (size_t)r * C, m, ids[r]);
     ecm_status st = ECM_OK;
     for (int l = 0; l < c->n_layer && st == ECM_OK; l++) {
         const ecm_layer *ly = &m->layers[l];

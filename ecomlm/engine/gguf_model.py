@@ -88,10 +88,11 @@ class _Plan:
         self.items.append((slot, list(sources)))
 
     def types(self) -> Dict[str, int]:
-        """Linear slots whose sources share one quantised type keep it."""
+        """Linear slots whose sources share one quantised type keep it; so does
+        the token table (the engine dequantises the rows it looks up)."""
         out = {}
         for slot, srcs in self.items:
-            if not slot.endswith(".weight") or slot in ("tok_embd",):
+            if not slot.endswith(".weight") and slot != "tok_embd":
                 continue
             ts = {self.r.tensor(s).type for s in srcs}
             if len(ts) == 1 and (t := ts.pop()) not in _FLOAT_TYPES and len(self.r.tensor(srcs[0]).shape) == 2:
@@ -127,6 +128,45 @@ def _plan(family: str, ecfg: dict, r: GGUFReader) -> _Plan:
     return p
 
 
+class _TensorBytes:
+    """A quantised tensor's bytes read with pread into a buffer of its own, not
+    through the file's mapping: the engine copies them into its weight slab,
+    and pages of a mapping touched once would stay in this process's resident
+    set (the whole file, ~100 MB for SmolLM2, on top of the slab) until the
+    reader is collected."""
+
+    def __init__(self, r: GGUFReader):
+        self.r = r
+        self.fd = os.open(r.path, os.O_RDONLY)
+
+    def __call__(self, name: str) -> np.ndarray:
+        t = self.r.tensor(name)  # offsets and sizes were checked against the file when it was opened
+        buf = bytearray(t.nbytes)
+        view, pos = memoryview(buf), self.r.data_offset + t.offset
+        while view:
+            n = os.preadv(self.fd, [view], pos)
+            if n <= 0:
+                raise ModelFormatError(f"{self.r.path}: short read in tensor '{name}'")
+            view, pos = view[n:], pos + n
+        return np.frombuffer(buf, dtype=np.uint8)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def _fill(core, plan: _Plan, r: GGUFReader, types: Dict[str, int], raw: _TensorBytes) -> None:
+    for slot, srcs in plan.items:
+        infos = [r.tensor(s) for s in srcs]
+        if slot in types:
+            data = raw(srcs[0]) if len(srcs) == 1 else np.concatenate([raw(s) for s in srcs])
+            core.set_tensor(slot, data, qtype=types[slot])
+        elif len(srcs) == 1 and infos[0].type not in _FLOAT_TYPES:
+            core.set_tensor(slot, raw(srcs[0]), qtype=infos[0].type)  # dequantised by the engine
+        else:
+            arr = np.concatenate([r.dequantize(s) for s in srcs]) if len(srcs) > 1 else r.dequantize(srcs[0])
+            core.set_tensor(slot, np.ascontiguousarray(arr, dtype=np.float32))
+
+
 def load_gguf(path: str, n_threads: Optional[int] = None, dequantize: bool = False):
     """Load a llama or gpt2 GGUF file as an ecomlm Model (with its tokenizer).
 
@@ -141,20 +181,16 @@ def load_gguf(path: str, n_threads: Optional[int] = None, dequantize: bool = Fal
     core = _core.Model(ecfg, n_threads, types)
     n_params = 0
     used = set()
+    raw = _TensorBytes(r)
+    try:
+        _fill(core, plan, r, types, raw)
+    finally:
+        raw.close()
     for slot, srcs in plan.items:
-        infos = [r.tensor(s) for s in srcs]
-        for t in infos:
-            if t.name not in used:
-                used.add(t.name)
-                n_params += int(np.prod(t.shape, dtype=np.int64))
-        if slot in types:
-            raw = r.raw(srcs[0]) if len(srcs) == 1 else np.concatenate([r.raw(s) for s in srcs])
-            core.set_tensor(slot, raw, qtype=types[slot])
-        elif len(srcs) == 1 and infos[0].type not in _FLOAT_TYPES:
-            core.set_tensor(slot, r.raw(srcs[0]), qtype=infos[0].type)  # dequantised by the engine
-        else:
-            arr = np.concatenate([r.dequantize(s) for s in srcs]) if len(srcs) > 1 else r.dequantize(srcs[0])
-            core.set_tensor(slot, np.ascontiguousarray(arr, dtype=np.float32))
+        for s in srcs:
+            if s not in used:
+                used.add(s)
+                n_params += int(np.prod(r.tensor(s).shape, dtype=np.int64))
     core.finalize()
     meta = {k: v for k, v in r.metadata.items() if not k.startswith("tokenizer.ggml.")}
     model = Model(core, family, meta, ecfg, n_params, path=path,
