@@ -13,6 +13,7 @@
 #include <numpy/arrayobject.h>
 
 #include "ecm.h"
+#include "model.h"
 
 /* Raise the ecomlm.errors class that matches `status`, with the engine's
  * thread-local message, and return NULL. */
@@ -27,6 +28,13 @@ PyArrayObject *ecm_py_array(PyObject *obj, int type, int min_dims, int max_dims,
 
 /* Thread-count argument: None or <= 0 means the default. */
 int ecm_py_threads(PyObject *obj, int *out);
+
+/* Config dicts (py_model.c): an int / float field of dict d, with a default
+ * unless required; and a whole engine configuration. -1 with an exception
+ * naming the field on failure. */
+int ecm_py_dict_int(PyObject *d, const char *key, int *out, int required, int dflt);
+int ecm_py_dict_float(PyObject *d, const char *key, float *out, float dflt);
+int ecm_py_parse_config(PyObject *d, ecm_config *c);
 
 /* Registration hooks: each py_*.c adds its types and functions. */
 int ecm_py_safetensors_init(PyObject *module);

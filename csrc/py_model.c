@@ -25,7 +25,7 @@ static PyTypeObject ModelType, KVCacheType;
 
 /* ------------------------------------------------------------------ config */
 
-static int cfg_int(PyObject *d, const char *key, int *out, int required, int dflt) {
+int ecm_py_dict_int(PyObject *d, const char *key, int *out, int required, int dflt) {
     PyObject *v = PyDict_GetItemString(d, key);
     if (!v || v == Py_None) {
         if (required) {
@@ -53,7 +53,7 @@ static int cfg_int(PyObject *d, const char *key, int *out, int required, int dfl
     return 0;
 }
 
-static int cfg_float(PyObject *d, const char *key, float *out, float dflt) {
+int ecm_py_dict_float(PyObject *d, const char *key, float *out, float dflt) {
     PyObject *v = PyDict_GetItemString(d, key);
     if (!v || v == Py_None) {
         *out = dflt;
@@ -69,25 +69,25 @@ static int cfg_float(PyObject *d, const char *key, float *out, float dflt) {
     return 0;
 }
 
-static int parse_config(PyObject *d, ecm_config *c) {
+int ecm_py_parse_config(PyObject *d, ecm_config *c) {
     memset(c, 0, sizeof *c);
     if (!PyDict_Check(d)) {
         ecm_py_bad_request("config must be a dict");
         return -1;
     }
-    if (cfg_int(d, "arch", &c->arch, 1, 0) || cfg_int(d, "n_layer", &c->n_layer, 1, 0) ||
-        cfg_int(d, "d_model", &c->d_model, 1, 0) || cfg_int(d, "n_head", &c->n_head, 1, 0) ||
-        cfg_int(d, "n_kv_head", &c->n_kv_head, 0, c->n_head) || cfg_int(d, "d_ff", &c->d_ff, 1, 0) ||
-        cfg_int(d, "vocab", &c->vocab, 1, 0) || cfg_int(d, "max_pos", &c->max_pos, 1, 0) ||
-        cfg_int(d, "type_vocab", &c->type_vocab, 0, 2) || cfg_int(d, "attn_bias", &c->attn_bias, 0, 0) ||
-        cfg_int(d, "proj_bias", &c->proj_bias, 0, 0) || cfg_int(d, "mlp_bias", &c->mlp_bias, 0, 0) ||
-        cfg_int(d, "rope_scaling", &c->rope.scaling, 0, 0) ||
-        cfg_int(d, "rope_interleaved", &c->rope_interleaved, 0, 0) ||
-        cfg_int(d, "rope_original_max_pos", &c->rope.original_max_pos, 0, 0) ||
-        cfg_float(d, "norm_eps", &c->norm_eps, 1e-5f) || cfg_float(d, "rope_theta", &c->rope.theta, 10000.0f) ||
-        cfg_float(d, "rope_factor", &c->rope.factor, 1.0f) ||
-        cfg_float(d, "rope_low_freq_factor", &c->rope.low_freq_factor, 1.0f) ||
-        cfg_float(d, "rope_high_freq_factor", &c->rope.high_freq_factor, 4.0f))
+    if (ecm_py_dict_int(d, "arch", &c->arch, 1, 0) || ecm_py_dict_int(d, "n_layer", &c->n_layer, 1, 0) ||
+        ecm_py_dict_int(d, "d_model", &c->d_model, 1, 0) || ecm_py_dict_int(d, "n_head", &c->n_head, 1, 0) ||
+        ecm_py_dict_int(d, "n_kv_head", &c->n_kv_head, 0, c->n_head) || ecm_py_dict_int(d, "d_ff", &c->d_ff, 1, 0) ||
+        ecm_py_dict_int(d, "vocab", &c->vocab, 1, 0) || ecm_py_dict_int(d, "max_pos", &c->max_pos, 1, 0) ||
+        ecm_py_dict_int(d, "type_vocab", &c->type_vocab, 0, 2) || ecm_py_dict_int(d, "attn_bias", &c->attn_bias, 0, 0) ||
+        ecm_py_dict_int(d, "proj_bias", &c->proj_bias, 0, 0) || ecm_py_dict_int(d, "mlp_bias", &c->mlp_bias, 0, 0) ||
+        ecm_py_dict_int(d, "rope_scaling", &c->rope.scaling, 0, 0) ||
+        ecm_py_dict_int(d, "rope_interleaved", &c->rope_interleaved, 0, 0) ||
+        ecm_py_dict_int(d, "rope_original_max_pos", &c->rope.original_max_pos, 0, 0) ||
+        ecm_py_dict_float(d, "norm_eps", &c->norm_eps, 1e-5f) || ecm_py_dict_float(d, "rope_theta", &c->rope.theta, 10000.0f) ||
+        ecm_py_dict_float(d, "rope_factor", &c->rope.factor, 1.0f) ||
+        ecm_py_dict_float(d, "rope_low_freq_factor", &c->rope.low_freq_factor, 1.0f) ||
+        ecm_py_dict_float(d, "rope_high_freq_factor", &c->rope.high_freq_factor, 4.0f))
         return -1;
     if (c->n_head > 0 && c->d_model > 0 && !PyDict_GetItemString(d, "head_dim")) {
         if (c->d_model % c->n_head) {
@@ -95,7 +95,7 @@ static int parse_config(PyObject *d, ecm_config *c) {
             return -1;
         }
         c->head_dim = c->d_model / c->n_head;
-    } else if (cfg_int(d, "head_dim", &c->head_dim, 0, 0)) { /* 0: rejected by the config check */
+    } else if (ecm_py_dict_int(d, "head_dim", &c->head_dim, 0, 0)) { /* 0: rejected by the config check */
         return -1;
     }
     return 0;
@@ -113,7 +113,7 @@ static int model_init(ModelObject *self, PyObject *args, PyObject *kw) {
     }
     ecm_config cfg;
     int nt;
-    if (parse_config(cfgobj, &cfg) < 0 || ecm_py_threads(nto, &nt) < 0) return -1;
+    if (ecm_py_parse_config(cfgobj, &cfg) < 0 || ecm_py_threads(nto, &nt) < 0) return -1;
     /* weight_types: {slot name: GGML type id} for weights kept quantised */
     ecm_weight_type *types = NULL;
     Py_ssize_t n_types = 0;

@@ -19,74 +19,6 @@ typedef struct {
 static PyTypeObject TrainerType;
 
 /* The engine config dict (as _core.Model takes it) into an ecm_config. */
-static int get_int(PyObject *d, const char *key, int *out, int dflt) {
-    PyObject *v = PyDict_GetItemString(d, key);
-    if (!v || v == Py_None) {
-        *out = dflt;
-        return 0;
-    }
-    long x = PyLong_AsLong(v);
-    if (x == -1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        ecm_py_bad_request("config: field '%s' must be an integer", key);
-        return -1;
-    }
-    if (x < -2147483647L || x > 2147483647L) {
-        ecm_py_bad_request("config: field '%s' is out of range", key);
-        return -1;
-    }
-    *out = (int)x;
-    return 0;
-}
-
-static int get_float(PyObject *d, const char *key, float *out, float dflt) {
-    PyObject *v = PyDict_GetItemString(d, key);
-    if (!v || v == Py_None) {
-        *out = dflt;
-        return 0;
-    }
-    double x = PyFloat_AsDouble(v);
-    if (x == -1.0 && PyErr_Occurred()) {
-        PyErr_Clear();
-        ecm_py_bad_request("config: field '%s' must be a number", key);
-        return -1;
-    }
-    *out = (float)x;
-    return 0;
-}
-
-static int parse_config(PyObject *d, ecm_config *c) {
-    memset(c, 0, sizeof *c);
-    if (!PyDict_Check(d)) {
-        ecm_py_bad_request("config must be a dict");
-        return -1;
-    }
-    static const char *required[] = {"arch", "n_layer", "d_model", "n_head", "d_ff", "vocab", "max_pos", NULL};
-    for (int i = 0; required[i]; i++)
-        if (!PyDict_GetItemString(d, required[i])) {
-            ecm_py_bad_request("config: missing required field '%s'", required[i]);
-            return -1;
-        }
-    if (get_int(d, "arch", &c->arch, 0) || get_int(d, "n_layer", &c->n_layer, 0) ||
-        get_int(d, "d_model", &c->d_model, 0) || get_int(d, "n_head", &c->n_head, 0) ||
-        get_int(d, "d_ff", &c->d_ff, 0) || get_int(d, "vocab", &c->vocab, 0) || get_int(d, "max_pos", &c->max_pos, 0) ||
-        get_int(d, "attn_bias", &c->attn_bias, 0) || get_int(d, "proj_bias", &c->proj_bias, 0) ||
-        get_int(d, "mlp_bias", &c->mlp_bias, 0) || get_int(d, "rope_scaling", &c->rope.scaling, 0) ||
-        get_int(d, "rope_original_max_pos", &c->rope.original_max_pos, 0) ||
-        get_float(d, "norm_eps", &c->norm_eps, 1e-5f) || get_float(d, "rope_theta", &c->rope.theta, 10000.0f) ||
-        get_float(d, "rope_factor", &c->rope.factor, 1.0f) ||
-        get_float(d, "rope_low_freq_factor", &c->rope.low_freq_factor, 1.0f) ||
-        get_float(d, "rope_high_freq_factor", &c->rope.high_freq_factor, 4.0f))
-        return -1;
-    if (get_int(d, "n_kv_head", &c->n_kv_head, c->n_head)) return -1;
-    if (c->n_head <= 0 || c->d_model <= 0) {
-        ecm_py_bad_request("config: n_head and d_model must be positive");
-        return -1;
-    }
-    if (get_int(d, "head_dim", &c->head_dim, c->d_model % c->n_head ? 0 : c->d_model / c->n_head)) return -1;
-    return 0;
-}
-
 static int parse_lora(PyObject *d, ecm_lora_config *l) {
     memset(l, 0, sizeof *l);
     if (!PyDict_Check(d)) {
@@ -94,8 +26,8 @@ static int parse_lora(PyObject *d, ecm_lora_config *l) {
         return -1;
     }
     int seed = 0;
-    if (get_int(d, "rank", &l->rank, 8) || get_float(d, "alpha", &l->alpha, 16.0f) ||
-        get_float(d, "dropout", &l->dropout, 0.0f) || get_int(d, "seed", &seed, 0))
+    if (ecm_py_dict_int(d, "rank", &l->rank, 0, 8) || ecm_py_dict_float(d, "alpha", &l->alpha, 16.0f) ||
+        ecm_py_dict_float(d, "dropout", &l->dropout, 0.0f) || ecm_py_dict_int(d, "seed", &seed, 0, 0))
         return -1;
     l->seed = (uint64_t)(uint32_t)seed;
     PyObject *targets = PyDict_GetItemString(d, "targets");
@@ -139,7 +71,7 @@ static int trainer_init(TrainerObject *self, PyObject *args, PyObject *kw) {
     ecm_config cfg;
     ecm_lora_config lcfg;
     int nt;
-    if (parse_config(cfgobj, &cfg) < 0 || ecm_py_threads(nto, &nt) < 0) return -1;
+    if (ecm_py_parse_config(cfgobj, &cfg) < 0 || ecm_py_threads(nto, &nt) < 0) return -1;
     if (loraobj != Py_None && parse_lora(loraobj, &lcfg) < 0) return -1;
     ecm_status st;
     Py_BEGIN_ALLOW_THREADS
