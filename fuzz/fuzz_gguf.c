@@ -6,7 +6,7 @@
  * the engine computes with. ASan / UBSan turn any read past the buffer or any
  * undefined arithmetic into a crash.
  *
- *   fuzz/build_gguf.sh && ./build/fuzz_gguf -max_total_time=600 build/corpus fuzz/seeds
+ *   fuzz/build_gguf.sh && ./build/fuzz_gguf -max_total_time=600 build/corpus fuzz/seeds_gguf
  */
 #include <stdint.h>
 #include <stdlib.h>

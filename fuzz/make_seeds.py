@@ -41,7 +41,7 @@ def write(path, n_tensors, alignment=None):
 
 
 if __name__ == "__main__":
-    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "seeds")
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "seeds_gguf")
     os.makedirs(out, exist_ok=True)
     write(os.path.join(out, "all_types.gguf"), 6)
     write(os.path.join(out, "aligned64.gguf"), 2, alignment=64)

@@ -304,7 +304,7 @@ def test_fuzz_smoke(tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     run = subprocess.run([exe, "-max_total_time=30", "-max_len=4096", f"-artifact_prefix={tmp_path}/",
-                          str(corpus), os.path.join(root, "fuzz", "seeds")],
+                          str(corpus), os.path.join(root, "fuzz", "seeds_gguf")],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
 

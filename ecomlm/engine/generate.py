@@ -35,6 +35,7 @@ __all__ = ["SamplingParams", "Completion", "TokenLogprob", "Scheduler", "validat
 PREFIX_MIN = 16        # shortest prefix worth reusing from another prompt's cache
 PREFIX_SLOTS = 4       # prompt caches kept for reuse
 HISTORY_TAIL = 256     # prompt tokens that count for the penalties
+DIRECT_ATTENTION_ROWS = 8  # csrc/attention.c DIRECT_MAX_T
 
 
 @dataclass
@@ -268,7 +269,10 @@ class Scheduler:
         best, best_len = None, 0
         for key, cache in self._prefixes:
             n = 0
-            lim = min(len(key), len(ids) - 1)  # keep >= 1 token to compute
+            # keep > 8 tokens to compute: attention takes its row path for <= 8
+            # query rows and its GEMM path above, which round differently, so a
+            # prompt's logits must not depend on how much of it was cached
+            lim = min(len(key), len(ids) - (DIRECT_ATTENTION_ROWS + 1))
             while n < lim and key[n] == ids[n]:
                 n += 1
             if n > best_len:
