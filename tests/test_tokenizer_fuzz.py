@@ -25,9 +25,12 @@ def test_fuzz_tokenizer_smoke(tmp_path):
             pytest.skip("clang has no libFuzzer runtime")
         pytest.fail("fuzz harness does not build:\n" + build.stderr[-3000:])
     seconds = int(os.environ.get("ECOMLM_FUZZ_SECONDS", "30"))
+    # the ASan-instrumented harness sits near 3 GB of RSS from its first input
+    # (shadow memory and quarantine over the built-in vocabularies), above
+    # libFuzzer's 2 GB default; 6 GB still catches a runaway allocation
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    run = subprocess.run([exe, f"-max_total_time={seconds}", "-max_len=2048", "-timeout=10",
+    run = subprocess.run([exe, f"-max_total_time={seconds}", "-max_len=2048", "-timeout=10", "-rss_limit_mb=6144",
                           f"-artifact_prefix={tmp_path}/", str(corpus),
                           os.path.join(ROOT, "fuzz", "seeds")],
                          capture_output=True, text=True, timeout=seconds + 120)
