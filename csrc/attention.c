@@ -23,7 +23,7 @@
 /* Decoding (a few query rows against the cache) skips the packing: each row
  * dots the cached keys where they lie and sums the cached values, reading K
  * and V once instead of copying them into panels first. */
-#define DIRECT_MAX_T 8
+#define DIRECT_MAX_T ECM_ATTENTION_DIRECT_ROWS
 
 #define QB 64 /* queries per task */
 

@@ -245,6 +245,12 @@ void ecm_rope_inv_freq(float *inv_freq, int HD, const ecm_rope_config *rc);
 void ecm_rope_forward(float *x, int stride, const int32_t *pos, const float *inv_freq,
                       int T, int n_heads, int HD, int interleaved);
 
+/* Up to this many query rows, attention reads the cache in place (a row
+ * path); above, it packs keys and values for GEMMs. The two round
+ * differently, so callers that must reproduce a prefill exactly (prefix-cache
+ * reuse) keep more rows than this to compute. */
+#define ECM_ATTENTION_DIRECT_ROWS 8
+
 /* Scaled dot-product attention for one sequence.
  * q[T, NH*HD] (stride ldq), k/v[S, NKV*HD] (stride ldk / ldv), out[T, NH*HD]
  * (stride ldo). Query t sits at position P + t among the S = P + T keys; with

@@ -676,5 +676,6 @@ int ecm_py_model_init(PyObject *module) {
     PyModule_AddIntConstant(module, "ROPE_NONE", ECM_ROPE_NONE);
     PyModule_AddIntConstant(module, "ROPE_LINEAR", ECM_ROPE_LINEAR);
     PyModule_AddIntConstant(module, "ROPE_LLAMA3", ECM_ROPE_LLAMA3);
+    PyModule_AddIntConstant(module, "ATTENTION_DIRECT_ROWS", ECM_ATTENTION_DIRECT_ROWS);
     return 0;
 }

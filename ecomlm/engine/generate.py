@@ -35,7 +35,7 @@ __all__ = ["SamplingParams", "Completion", "TokenLogprob", "Scheduler", "validat
 PREFIX_MIN = 16        # shortest prefix worth reusing from another prompt's cache
 PREFIX_SLOTS = 4       # prompt caches kept for reuse
 HISTORY_TAIL = 256     # prompt tokens that count for the penalties
-DIRECT_ATTENTION_ROWS = 8  # csrc/attention.c DIRECT_MAX_T
+DIRECT_ATTENTION_ROWS = _core.ATTENTION_DIRECT_ROWS
 
 
 @dataclass
