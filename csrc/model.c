@@ -128,7 +128,11 @@ static void linear(layout_ctx *lc, ecm_linear *lin, const char *prefix, int N, i
         lin->w.data = carve(lc, ecm_packed_floats(N, K));
     } else {
         size_t row = ecm_quant_row_bytes(qt, K), bytes;
-        if (!row || !ecm_mul_size(row, (size_t)N, &bytes)) lc->overflow = 1, bytes = 0;
+        if (ecm_tiled_type(qt)) {
+            if (!(bytes = ecm_tiled_bytes(qt, N, K))) lc->overflow = 1;
+        } else if (!row || !ecm_mul_size(row, (size_t)N, &bytes)) {
+            lc->overflow = 1, bytes = 0;
+        }
         lin->q = carve(lc, (bytes + 3) / 4);
     }
     add_slot(lc, name, ECM_SLOT_LINEAR, N, K, NULL, lin);
@@ -151,7 +155,11 @@ static void layout(layout_ctx *lc) {
     if (et != 0 && et != 1 && et != 30 && !is_bert) { /* kept in its blocks; rows dequantised on lookup */
         ecm_linear *e = &m->tok_embd_q;
         size_t row = ecm_quant_row_bytes(et, C), bytes;
-        if (!row || !ecm_mul_size(row, (size_t)c->vocab, &bytes)) lc->overflow = 1, bytes = 0;
+        if (ecm_tiled_type(et)) {
+            if (!(bytes = ecm_tiled_bytes(et, c->vocab, C))) lc->overflow = 1;
+        } else if (!row || !ecm_mul_size(row, (size_t)c->vocab, &bytes)) {
+            lc->overflow = 1, bytes = 0;
+        }
         memset(e, 0, sizeof *e);
         e->N = c->vocab;
         e->K = C;
@@ -293,7 +301,8 @@ ecm_status ecm_model_set_tensor_quant(ecm_model *m, int i, const void *src, size
         if (s->lin->qtype != qtype)
             return ecm_fail(ECM_ERR_VALUE, "weight %s was planned as %s, got %s", s->name, ecm_type_name(s->lin->qtype),
                             ecm_type_name(qtype));
-        memcpy(s->lin->q, src, nbytes);
+        if (ecm_tiled_type(qtype)) st = ecm_tile_weights(s->lin->q, src, qtype, rows, K);
+        else memcpy(s->lin->q, src, nbytes);
     } else if (s->kind == ECM_SLOT_LINEAR) { /* dequantise, then pack */
         float *tmp = ecm_alloc((size_t)rows * K * sizeof(float));
         if (!tmp) return ECM_ERR_NOMEM;
@@ -359,6 +368,8 @@ ecm_status ecm_linear_forward(float *out, const float *x, const ecm_linear *lin,
         ecm_matmul_packed(out, lin->N, x, lin->K, &lin->w, lin->b, M, accumulate);
         return ECM_OK;
     }
+    if (ecm_tiled_type(lin->qtype))
+        return ecm_matmul_tiled(out, lin->N, x, lin->K, lin->q, lin->qtype, lin->b, lin->N, lin->K, M, accumulate);
     return ecm_matmul_quant_ex(out, lin->N, x, lin->K, lin->q, lin->qtype, lin->b, lin->N, lin->K, M, accumulate);
 }
 
@@ -369,7 +380,8 @@ void ecm_model_token_row(float *dst, const ecm_model *m, int id) {
         return;
     }
     const ecm_linear *e = &m->tok_embd_q;
-    ecm_dequantize_row(dst, (const uint8_t *)e->q + (size_t)id * ecm_quant_row_bytes(e->qtype, C), e->qtype, C);
+    if (ecm_tiled_type(e->qtype)) ecm_tiled_dequantize_row(dst, e->q, e->qtype, C, id);
+    else ecm_dequantize_row(dst, (const uint8_t *)e->q + (size_t)id * ecm_quant_row_bytes(e->qtype, C), e->qtype, C);
 }
 
 static void set_threads(const ecm_model *m) {

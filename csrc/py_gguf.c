@@ -373,13 +373,15 @@ static PyObject *py_quantize(PyObject *self, PyObject *args) {
     return (PyObject *)out;
 }
 
-/* matmul_quant(x[M, K] float32, raw, qtype, N, K, n_threads=None) -> [M, N]. */
+/* matmul_quant(x[M, K] float32, raw, qtype, N, K, n_threads=None, tiled=False) -> [M, N];
+ * tiled: raw holds tile_weights(...) instead of standard blocks. */
 static PyObject *py_matmul_quant(PyObject *self, PyObject *args, PyObject *kw) {
     (void)self;
-    static char *kwlist[] = {"x", "w", "qtype", "N", "K", "n_threads", NULL};
+    static char *kwlist[] = {"x", "w", "qtype", "N", "K", "n_threads", "tiled", NULL};
     PyObject *xobj, *wobj, *nto = Py_None;
-    int qtype, N, K;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOiii|O", kwlist, &xobj, &wobj, &qtype, &N, &K, &nto)) return NULL;
+    int qtype, N, K, tiled = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOiii|Op", kwlist, &xobj, &wobj, &qtype, &N, &K, &nto, &tiled))
+        return NULL;
     int nt;
     if (ecm_py_threads(nto, &nt) < 0) return NULL;
     const ecm_type_traits *tr = traits_arg(qtype);
@@ -387,6 +389,8 @@ static PyObject *py_matmul_quant(PyObject *self, PyObject *args, PyObject *kw) {
     if (N <= 0 || K <= 0) return ecm_py_bad_request("N and K must be positive, got N=%d K=%d", N, K);
     size_t rb = ecm_quant_row_bytes(qtype, K);
     if (!rb) return ecm_py_bad_request("K=%d is not a multiple of the %s block size %d", K, tr->name, tr->block_size);
+    if (tiled && !ecm_tiled_type(qtype)) return ecm_py_bad_request("%s weights have no tiled layout", tr->name);
+    const size_t wbytes = tiled ? ecm_tiled_bytes(qtype, N, K) : rb * (size_t)N;
     PyArrayObject *x = NULL, *w = NULL, *out = NULL;
     x = ecm_py_array(xobj, NPY_FLOAT32, 1, 2, "x");
     if (!x) goto done;
@@ -402,9 +406,9 @@ static PyObject *py_matmul_quant(PyObject *self, PyObject *args, PyObject *kw) {
         ecm_py_bad_request("x must have 1 to 2^31-1 rows");
         goto done;
     }
-    if ((size_t)PyArray_NBYTES(w) != rb * (size_t)N) {
+    if ((size_t)PyArray_NBYTES(w) != wbytes) {
         ecm_py_bad_request("w holds %ld bytes, but %d rows of %d %s elements need %zu", (long)PyArray_NBYTES(w), N, K,
-                           tr->name, rb * (size_t)N);
+                           tr->name, wbytes);
         goto done;
     }
     npy_intp dims[2] = {M, N};
@@ -415,7 +419,10 @@ static PyObject *py_matmul_quant(PyObject *self, PyObject *args, PyObject *kw) {
 #ifdef _OPENMP
     omp_set_num_threads(nt);
 #endif
-    s = ecm_matmul_quant(PyArray_DATA(out), N, PyArray_DATA(x), K, PyArray_DATA(w), qtype, N, K, (int)M);
+    if (tiled)
+        s = ecm_matmul_tiled(PyArray_DATA(out), N, PyArray_DATA(x), K, PyArray_DATA(w), qtype, NULL, N, K, (int)M, 0);
+    else
+        s = ecm_matmul_quant(PyArray_DATA(out), N, PyArray_DATA(x), K, PyArray_DATA(w), qtype, N, K, (int)M);
     Py_END_ALLOW_THREADS
     if (s != ECM_OK) {
         ecm_py_raise(s);
@@ -424,6 +431,44 @@ static PyObject *py_matmul_quant(PyObject *self, PyObject *args, PyObject *kw) {
 done:
     Py_XDECREF(x);
     Py_XDECREF(w);
+    return (PyObject *)out;
+}
+
+/* tile_weights(raw, qtype, N, K) -> uint8 tiles; untile(tiles, qtype, N, K) -> float32 [N, K]
+ * (the models' layout for Q4_0 / Q4_1 / Q8_0, see quants_tiled.c). */
+static PyObject *py_tile_weights(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *wobj;
+    int qtype, N, K, back = 0;
+    if (!PyArg_ParseTuple(args, "Oiii|p", &wobj, &qtype, &N, &K, &back)) return NULL;
+    const size_t tb = ecm_tiled_bytes(qtype, N, K), rb = ecm_quant_row_bytes(qtype, K);
+    if (!tb) return ecm_py_bad_request("no tiled layout for %s rows N=%d K=%d", ecm_type_name(qtype), N, K);
+    PyArrayObject *w = ecm_py_array(wobj, NPY_UINT8, 1, 8, "w");
+    if (!w) return NULL;
+    const size_t want = back ? tb : rb * (size_t)N;
+    PyArrayObject *out = NULL;
+    if ((size_t)PyArray_NBYTES(w) != want) {
+        ecm_py_bad_request("w holds %ld bytes, expected %zu", (long)PyArray_NBYTES(w), want);
+        goto done;
+    }
+    if (back) {
+        npy_intp dims[2] = {N, K};
+        out = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_FLOAT32);
+        if (!out) goto done;
+        for (int r = 0; r < N; r++)
+            ecm_tiled_dequantize_row((float *)PyArray_DATA(out) + (size_t)r * K, PyArray_DATA(w), qtype, K, r);
+    } else {
+        npy_intp n = (npy_intp)tb;
+        out = (PyArrayObject *)PyArray_SimpleNew(1, &n, NPY_UINT8);
+        if (!out) goto done;
+        ecm_status s = ecm_tile_weights(PyArray_DATA(out), PyArray_DATA(w), qtype, N, K);
+        if (s != ECM_OK) {
+            ecm_py_raise(s);
+            Py_CLEAR(out);
+        }
+    }
+done:
+    Py_DECREF(w);
     return (PyObject *)out;
 }
 
@@ -451,7 +496,10 @@ static PyMethodDef gguf_functions[] = {
     {"quantize", py_quantize, METH_VARARGS,
      "quantize(float32 array, ggml type id) -> uint8 array, last dim in bytes (llama.cpp reference quantisers)"},
     {"matmul_quant", (PyCFunction)(void (*)(void))py_matmul_quant, METH_VARARGS | METH_KEYWORDS,
-     "matmul_quant(x[M, K], w raw, qtype, N, K, n_threads=None) -> x @ dequant(w)^T, [M, N]"},
+     "matmul_quant(x[M, K], w raw, qtype, N, K, n_threads=None, tiled=False) -> x @ dequant(w)^T, [M, N]"},
+    {"tile_weights", py_tile_weights, METH_VARARGS,
+     "tile_weights(raw, qtype, N, K, back=False) -> the 8-row tiled layout of Q4_0/Q4_1/Q8_0 rows; "
+     "back=True: tiles -> dequantised float32 [N, K]"},
     {"quant_row_bytes", py_quant_row_bytes, METH_VARARGS, "quant_row_bytes(qtype, K) -> bytes in a row (0 if invalid)"},
     {"type_info", py_type_info, METH_O,
      "type_info(qtype) -> (name, block size, block bytes, whether the engine computes with it)"},

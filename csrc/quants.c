@@ -1,7 +1,8 @@
 /* quants.c: ggml-compatible block types: geometry, dequantisation (exact,
  * matching the PyPI gguf package), llama.cpp's reference quantisers, dot
  * products on quantised blocks (scalar _ref, AVX2, AVX-512 VNNI) and the
- * quantised matrix product out = x @ dequant(w)^T.
+ * quantised matrix product out = x @ dequant(w)^T (Q4_0, Q4_1 and Q8_0 go
+ * through the 8-row tiles of quants_tiled.c).
  *
  * Dot products follow llama.cpp's scheme: activations are quantised on the
  * fly to 8 bits per 32 (ecm_block_q8_a, for Q4_0 / Q4_1 / Q8_0) or per 256
@@ -769,9 +770,6 @@ ecm_status ecm_quantize_ref(void *dst, const float *src, int qtype, int64_t n) {
  * the same integer sums and, with the same fp32 operations after them,
  * bit-identical results. */
 
-/* Four rows of activations against one weight row: out[r * ldo]. */
-typedef void (*vec_dot4_fn)(int K, float *out, size_t ldo, const void *w, const void *xq, size_t ldxq);
-
 #ifdef ECM_X86
 #define AVX2_ATTR __attribute__((target("avx2,fma,f16c")))
 #define VNNI_ATTR __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
@@ -858,96 +856,6 @@ static inline __attribute__((always_inline)) AVX2_ATTR float f16_to_f32_fast(uin
             a0 = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(&y[i].d)), _mm256_cvtepi32_ps(p0), a0); \
         }                                                                                                  \
         *s = hsum8(a0);                                                                                    \
-    }                                                                                                      \
-                                                                                                           \
-    /* 4 activation rows per weight block: the block is loaded and unpacked once. */                      \
-    static ATTR void vec_dot4_q4_1_##SFX(int K, float *out, size_t ldo, const void *w, const void *xq,   \
-                                         size_t ldxq) {                                                    \
-        const ecm_block_q4_1 *b = w;                                                                       \
-        const ecm_block_q8_a *y0 = xq, *y1 = (const ecm_block_q8_a *)((const uint8_t *)xq + ldxq),        \
-                             *y2 = (const ecm_block_q8_a *)((const uint8_t *)xq + 2 * ldxq),              \
-                             *y3 = (const ecm_block_q8_a *)((const uint8_t *)xq + 3 * ldxq);              \
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                        \
-        float m0 = 0, m1 = 0, m2 = 0, m3 = 0;                                                              \
-        for (int i = 0; i < K / ECM_QK; i++) {                                                             \
-            __m128 dm = load_f16x2(&b[i].d);                                                               \
-            const __m256 dw = _mm256_broadcastss_ps(dm);                                                   \
-            const float mw = _mm_cvtss_f32(_mm_movehdup_ps(dm));                                           \
-            const __m256i q = nib32(b[i].qs);                                                              \
-            __m256i p0 = DOT(q, _mm256_loadu_si256((const __m256i *)y0[i].qs));                            \
-            __m256i p1 = DOT(q, _mm256_loadu_si256((const __m256i *)y1[i].qs));                            \
-            __m256i p2 = DOT(q, _mm256_loadu_si256((const __m256i *)y2[i].qs));                            \
-            __m256i p3 = DOT(q, _mm256_loadu_si256((const __m256i *)y3[i].qs));                            \
-            a0 = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(&y0[i].d)), _mm256_cvtepi32_ps(p0), a0); \
-            a1 = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(&y1[i].d)), _mm256_cvtepi32_ps(p1), a1); \
-            a2 = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(&y2[i].d)), _mm256_cvtepi32_ps(p2), a2); \
-            a3 = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(&y3[i].d)), _mm256_cvtepi32_ps(p3), a3); \
-            m0 = fmaf(mw, y0[i].s, m0);                                                                    \
-            m1 = fmaf(mw, y1[i].s, m1);                                                                    \
-            m2 = fmaf(mw, y2[i].s, m2);                                                                    \
-            m3 = fmaf(mw, y3[i].s, m3);                                                                    \
-        }                                                                                                  \
-        out[0] = hsum8(a0) + m0;                                                                           \
-        out[ldo] = hsum8(a1) + m1;                                                                         \
-        out[2 * ldo] = hsum8(a2) + m2;                                                                     \
-        out[3 * ldo] = hsum8(a3) + m3;                                                                     \
-    }                                                                                                      \
-                                                                                                           \
-    static ATTR void vec_dot4_q4_0_##SFX(int K, float *out, size_t ldo, const void *w, const void *xq,   \
-                                         size_t ldxq) {                                                    \
-        const ecm_block_q4_0 *b = w;                                                                       \
-        const ecm_block_q8_a *y0 = xq, *y1 = (const ecm_block_q8_a *)((const uint8_t *)xq + ldxq),        \
-                             *y2 = (const ecm_block_q8_a *)((const uint8_t *)xq + 2 * ldxq),              \
-                             *y3 = (const ecm_block_q8_a *)((const uint8_t *)xq + 3 * ldxq);              \
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                        \
-        float m0 = 0, m1 = 0, m2 = 0, m3 = 0;                                                              \
-        for (int i = 0; i < K / ECM_QK; i++) {                                                             \
-            const float dws = f16_to_f32_fast(b[i].d);                                                     \
-            const __m256 dw = _mm256_set1_ps(dws);                                                         \
-            const __m256i q = nib32(b[i].qs);                                                              \
-            __m256i p0 = DOT(q, _mm256_loadu_si256((const __m256i *)y0[i].qs));                            \
-            __m256i p1 = DOT(q, _mm256_loadu_si256((const __m256i *)y1[i].qs));                            \
-            __m256i p2 = DOT(q, _mm256_loadu_si256((const __m256i *)y2[i].qs));                            \
-            __m256i p3 = DOT(q, _mm256_loadu_si256((const __m256i *)y3[i].qs));                            \
-            a0 = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(&y0[i].d)), _mm256_cvtepi32_ps(p0), a0); \
-            a1 = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(&y1[i].d)), _mm256_cvtepi32_ps(p1), a1); \
-            a2 = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(&y2[i].d)), _mm256_cvtepi32_ps(p2), a2); \
-            a3 = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(&y3[i].d)), _mm256_cvtepi32_ps(p3), a3); \
-            m0 = fmaf(dws, y0[i].s, m0);                                                                   \
-            m1 = fmaf(dws, y1[i].s, m1);                                                                   \
-            m2 = fmaf(dws, y2[i].s, m2);                                                                   \
-            m3 = fmaf(dws, y3[i].s, m3);                                                                   \
-        }                                                                                                  \
-        out[0] = hsum8(a0) - 8.0f * m0;                                                                    \
-        out[ldo] = hsum8(a1) - 8.0f * m1;                                                                  \
-        out[2 * ldo] = hsum8(a2) - 8.0f * m2;                                                              \
-        out[3 * ldo] = hsum8(a3) - 8.0f * m3;                                                              \
-    }                                                                                                      \
-                                                                                                           \
-    static ATTR void vec_dot4_q8_0_##SFX(int K, float *out, size_t ldo, const void *w, const void *xq,   \
-                                         size_t ldxq) {                                                    \
-        const ecm_block_q8_0 *b = w;                                                                       \
-        const ecm_block_q8_a *y0 = xq, *y1 = (const ecm_block_q8_a *)((const uint8_t *)xq + ldxq),        \
-                             *y2 = (const ecm_block_q8_a *)((const uint8_t *)xq + 2 * ldxq),              \
-                             *y3 = (const ecm_block_q8_a *)((const uint8_t *)xq + 3 * ldxq);              \
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                        \
-        for (int i = 0; i < K / ECM_QK; i++) {                                                             \
-            const __m256 dw = _mm256_set1_ps(f16_to_f32_fast(b[i].d));                                     \
-            const __m256i wq = _mm256_loadu_si256((const __m256i *)b[i].qs);                               \
-            const __m256i aw = _mm256_sign_epi8(wq, wq);                                                   \
-            __m256i p0 = DOT(aw, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)y0[i].qs), wq));     \
-            __m256i p1 = DOT(aw, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)y1[i].qs), wq));     \
-            __m256i p2 = DOT(aw, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)y2[i].qs), wq));     \
-            __m256i p3 = DOT(aw, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)y3[i].qs), wq));     \
-            a0 = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(&y0[i].d)), _mm256_cvtepi32_ps(p0), a0); \
-            a1 = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(&y1[i].d)), _mm256_cvtepi32_ps(p1), a1); \
-            a2 = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(&y2[i].d)), _mm256_cvtepi32_ps(p2), a2); \
-            a3 = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(&y3[i].d)), _mm256_cvtepi32_ps(p3), a3); \
-        }                                                                                                  \
-        out[0] = hsum8(a0);                                                                                \
-        out[ldo] = hsum8(a1);                                                                              \
-        out[2 * ldo] = hsum8(a2);                                                                          \
-        out[3 * ldo] = hsum8(a3);                                                                          \
     }
 
 DEFINE_Q8_DOTS(avx2, AVX2_ATTR, DOT_AVX2)
@@ -1131,7 +1039,6 @@ static AVX2_ATTR void vec_dot_bf16_avx2(int K, float *s, const void *w, const vo
 
 typedef struct {
     ecm_vec_dot_fn dot;
-    vec_dot4_fn dot4; /* NULL: four calls of dot */
     int avx2_act;     /* quantise activations with the AVX2 routine */
 } kernels;
 
@@ -1149,7 +1056,7 @@ static int has_vnni(void) {
 }
 
 static kernels pick_kernels(int qtype, const ecm_type_traits *tr) {
-    kernels k = {tr->vec_dot_ref, NULL, 0};
+    kernels k = {tr->vec_dot_ref, 0};
 #ifdef ECM_X86
     ecm_simd_level lvl = ecm_simd_level_get();
     if (lvl < ECM_SIMD_AVX2) return k;
@@ -1158,15 +1065,12 @@ static kernels pick_kernels(int qtype, const ecm_type_traits *tr) {
     switch (qtype) {
     case ECM_TYPE_Q4_0:
         k.dot = vnni ? vec_dot_q4_0_vnni : vec_dot_q4_0_avx2;
-        k.dot4 = vnni ? vec_dot4_q4_0_vnni : vec_dot4_q4_0_avx2;
         break;
     case ECM_TYPE_Q4_1:
         k.dot = vnni ? vec_dot_q4_1_vnni : vec_dot_q4_1_avx2;
-        k.dot4 = vnni ? vec_dot4_q4_1_vnni : vec_dot4_q4_1_avx2;
         break;
     case ECM_TYPE_Q8_0:
         k.dot = vnni ? vec_dot_q8_0_vnni : vec_dot_q8_0_avx2;
-        k.dot4 = vnni ? vec_dot4_q8_0_vnni : vec_dot4_q8_0_avx2;
         break;
     case ECM_TYPE_Q4_K: k.dot = vec_dot_q4_K_avx2; break;
     case ECM_TYPE_Q5_K: k.dot = vec_dot_q5_K_avx2; break;
@@ -1226,8 +1130,8 @@ ecm_status ecm_vec_dot_quant(float *out, const void *w, int qtype, const float *
     return ECM_OK;
 }
 
-/* Weight rows per task: enough to keep a tile of weights in L1 while four
- * activation rows at a time stream past it. */
+/* Weight rows per task: enough to keep a tile of weights in L1 while the
+ * activation rows stream past it. */
 #define MC 64 /* activation rows per pass over the weights (L2-resident) */
 
 /* out = (accumulate ? out : 0) + (x @ w^T + bias), the sum of each output
@@ -1250,6 +1154,14 @@ ecm_status ecm_matmul_quant_ex(float *out, int ldo, const float *x, int ldx, con
                         tr->block_size);
     if (ldo < N || ldx < K)
         return ecm_fail(ECM_ERR_VALUE, "matmul_quant: row strides ldo=%d ldx=%d below N=%d, K=%d", ldo, ldx, N, K);
+    if (ecm_tiled_type(qtype)) { /* standard blocks in, the models' tiled kernels on a tiled copy */
+        void *tiles = ecm_alloc(ecm_tiled_bytes(qtype, N, K));
+        if (!tiles) return ECM_ERR_NOMEM;
+        ecm_status st = ecm_tile_weights(tiles, w, qtype, N, K);
+        if (st == ECM_OK) st = ecm_matmul_tiled(out, ldo, x, ldx, tiles, qtype, bias, N, K, M, accumulate);
+        ecm_free(tiles);
+        return st;
+    }
     const kernels kn = pick_kernels(qtype, tr);
     const size_t wrow = ecm_quant_row_bytes(qtype, K);
     size_t arow = act_row_bytes(tr->act_type, K);
@@ -1289,15 +1201,7 @@ ecm_status ecm_matmul_quant_ex(float *out, int ldo, const float *x, int ldx, con
 #pragma omp for schedule(static) nowait
             for (int r = 0; r < nrb; r++) {
                 const int n0 = r * rb, n1 = n0 + rb < N ? n0 + rb : N;
-                int m = m0;
-                if (kn.dot4)
-                    for (; m + 4 <= m1; m += 4)
-                        for (int n = n0; n < n1; n++) {
-                            float d[4];
-                            kn.dot4(K, d, 1, wb + (size_t)n * wrow, act + (size_t)m * arow, arow);
-                            for (int i = 0; i < 4; i++) put_out(out + (size_t)(m + i) * ldo + n, d[i], bias, n, accumulate);
-                        }
-                for (; m < m1; m++)
+                for (int m = m0; m < m1; m++)
                     for (int n = n0; n < n1; n++) {
                         float d;
                         kn.dot(K, &d, wb + (size_t)n * wrow, act + (size_t)m * arow);

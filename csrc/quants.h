@@ -146,6 +146,20 @@ ecm_status ecm_matmul_quant(float *out, int ldo, const float *x, int ldx, const 
 ecm_status ecm_matmul_quant_ex(float *out, int ldo, const float *x, int ldx, const void *w, int qtype,
                                const float *bias, int N, int K, int M, int accumulate);
 
+/* Q4_0, Q4_1 and Q8_0 weights in tiles of 8 interleaved rows (quants_tiled.c
+ * has the layout and the arithmetic; models store these types this way).
+ * ecm_matmul_quant(_ex) on standard blocks tiles a copy first. */
+int ecm_tiled_type(int qtype);
+/* Bytes of N rows of K in tiles (N rounded up to 8); 0 if not tiled or invalid. */
+size_t ecm_tiled_bytes(int qtype, int N, int K);
+/* Standard blocks (N rows of K) -> tiles; dst holds ecm_tiled_bytes. */
+ecm_status ecm_tile_weights(void *dst, const void *src, int qtype, int N, int K);
+/* dst[K] = dequant(row), bit-identical to ecm_dequantize_row on the blocks. */
+void ecm_tiled_dequantize_row(float *dst, const void *tiles, int qtype, int K, int row);
+/* ecm_matmul_quant_ex on tiled weights. */
+ecm_status ecm_matmul_tiled(float *out, int ldo, const float *x, int ldx, const void *tiles, int qtype,
+                            const float *bias, int N, int K, int M, int accumulate);
+
 #ifdef __cplusplus
 }
 #endif

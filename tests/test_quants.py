@@ -231,6 +231,60 @@ def test_matmul_quant_inputs_unmodified(weights):
     np.testing.assert_array_equal(raw, raw0)
 
 
+# ------------------------------------------- 8-row tiles (Q4_0, Q4_1, Q8_0)
+
+TILED = [T.Q4_0, T.Q4_1, T.Q8_0]
+
+
+@pytest.mark.parametrize("t", TILED, ids=lambda t: t.name)
+@pytest.mark.parametrize("N", [1, 8, 13, 48])
+def test_tiled_layout_dequantizes_bit_identical(t, N):
+    rng = np.random.default_rng(N)
+    raw = quantize((rng.standard_normal((N, 96)) * 0.1).astype(np.float32), t)
+    tiles = _core.tile_weights(raw, int(t), N, 96)
+    assert tiles.nbytes == -(-N // 8) * 8 * raw.nbytes // N  # rows padded to a multiple of 8, nothing else
+    bits_equal(_core.tile_weights(tiles, int(t), N, 96, True), dequantize(raw, t, (N, 96)))
+
+
+@pytest.mark.parametrize("t", TILED, ids=lambda t: t.name)
+def test_tiled_matmul_batch_invariant_and_scalar_identical(t):
+    """A row's result depends only on that row: not on M, on how rows group
+    into kernel calls, on threads, or on the SIMD path (AVX2 == scalar, bit for bit)."""
+    rng = np.random.default_rng(7)
+    N, K, M = 21, 256, 11  # a partial last tile; 11 rows = groups of 4, 4, 3
+    raw = quantize((rng.standard_normal((N, K)) * 0.05).astype(np.float32), t)
+    tiles = _core.tile_weights(raw, int(t), N, K)
+    x = rng.standard_normal((M, K)).astype(np.float32)
+    full = _core.matmul_quant(x, tiles, int(t), N, K, n_threads=2, tiled=True)
+    for m in range(M):
+        one = _core.matmul_quant(x[m:m + 1], tiles, int(t), N, K, n_threads=1, tiled=True)
+        np.testing.assert_array_equal(one[0], full[m])
+    np.testing.assert_array_equal(_core.matmul_quant(x, raw, int(t), N, K), full)  # standard blocks in
+    level = _core.simd_level()
+    try:
+        _core.set_simd_level("scalar")
+        ref = _core.matmul_quant(x, tiles, int(t), N, K, n_threads=1, tiled=True)
+    finally:
+        _core.set_simd_level("avx512")
+    assert _core.simd_level() == level
+    np.testing.assert_array_equal(ref, full)
+    check_matmul(full, x, dequantize(raw, t, (N, K)), t)
+
+
+def test_tiled_bad_arguments():
+    raw = quantize(np.zeros((8, 64), np.float32), T.Q4_1)
+    with pytest.raises(BadRequestError, match="no tiled layout"):
+        _core.tile_weights(quantize(np.zeros((8, 256), np.float32), T.Q4_K), int(T.Q4_K), 8, 256)
+    with pytest.raises(BadRequestError, match="bytes"):
+        _core.tile_weights(raw[:-1], int(T.Q4_1), 8, 64)
+    with pytest.raises(BadRequestError, match="tiled layout"):
+        _core.matmul_quant(np.zeros((1, 256), np.float32), quantize(np.zeros((8, 256), np.float32), T.Q4_K),
+                           int(T.Q4_K), 8, 256, tiled=True)
+    raw5 = quantize(np.zeros((5, 64), np.float32), T.Q4_1)  # standard blocks are not the 8-row tiles
+    with pytest.raises(BadRequestError, match="bytes"):
+        _core.matmul_quant(np.zeros((1, 64), np.float32), raw5, int(T.Q4_1), 5, 64, tiled=True)
+
+
 # --------------------------------------------------------- the real model file
 
 @pytest.fixture(scope="module")
