@@ -22,7 +22,8 @@ from typing import Dict, List, Optional
 
 from ..errors import APIError, NotFoundError
 
-__all__ = ["home", "resolve", "pull", "names", "canonical", "ALIASES", "MODELS"]
+__all__ = ["home", "resolve", "pull", "names", "canonical", "ALIASES", "MODELS", "fine_tuned_models",
+           "fine_tuned_path", "add_fine_tuned", "delete_fine_tuned"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ def names() -> List[str]:
 
 
 def canonical(name: str) -> str:
+    if name.startswith("ft:"):
+        return name  # fine-tuned model names are case-sensitive, like OpenAI's
     key = name.lower()
     return ALIASES.get(key, key)
 
@@ -97,7 +100,7 @@ def resolve(name: str, pull_if_missing: bool = True) -> Optional[str]:
     the name is unknown."""
     key = canonical(name)
     if key not in MODELS:
-        return None
+        return fine_tuned_path(name)
     path = model_path(key)
     if os.path.exists(path):
         return path
@@ -201,3 +204,68 @@ def _progress(total: int, desc: str):
     except ImportError:  # tqdm is a dependency, but stay usable without it
         return None
     return tqdm(total=total, unit="B", unit_scale=True, desc=desc, file=sys.stderr)
+
+
+# ------------------------------------------------------- fine-tuned models
+#
+# A fine-tuning job that succeeds writes its merged weights (a Hugging Face
+# directory) to $ECOMLM_HOME/models/fine-tuned/<job id>/ with ecomlm_model.json
+# beside them: {"id": "ft:<base>:<suffix>:<job>", "created": ..., "job": ...}.
+# That file is the registration: every process that shares the home finds the
+# model by its name, and deleting the directory deletes the model.
+
+MODEL_META = "ecomlm_model.json"
+
+
+def fine_tuned_dir() -> str:
+    return os.path.join(home(), "models", "fine-tuned")
+
+
+def fine_tuned_models() -> Dict[str, dict]:
+    """{name: metadata (with "path")} of the fine-tuned models in this home."""
+    import json
+
+    out: Dict[str, dict] = {}
+    root = fine_tuned_dir()
+    if not os.path.isdir(root):
+        return out
+    for d in sorted(os.listdir(root)):
+        meta_path = os.path.join(root, d, MODEL_META)
+        try:
+            with open(meta_path, encoding="utf-8") as f:
+                meta = json.load(f)
+        except (OSError, ValueError):
+            continue  # being written or deleted
+        if isinstance(meta, dict) and isinstance(meta.get("id"), str):
+            meta["path"] = os.path.join(root, d)
+            out[meta["id"]] = meta
+    return out
+
+
+def fine_tuned_path(name: str) -> Optional[str]:
+    if not isinstance(name, str) or not name.startswith("ft:"):
+        return None
+    meta = fine_tuned_models().get(name)
+    return meta["path"] if meta else None
+
+
+def add_fine_tuned(name: str, model_dir: str, **meta) -> None:
+    """Register model_dir (already under fine_tuned_dir()) as `name`; the
+    metadata file is written last and atomically, so a half-written model is
+    never found."""
+    import json
+
+    meta = dict(meta, id=name)
+    tmp = os.path.join(model_dir, "." + MODEL_META + ".part")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(meta, f)
+    os.replace(tmp, os.path.join(model_dir, MODEL_META))
+
+
+def delete_fine_tuned(name: str) -> bool:
+    path = fine_tuned_path(name)
+    if path is None:
+        return False
+    os.remove(os.path.join(path, MODEL_META))  # unregister first: readers never see a partial model
+    shutil.rmtree(path, ignore_errors=True)
+    return True
