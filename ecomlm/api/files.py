@@ -160,7 +160,9 @@ def _all_files() -> List[dict]:
                 continue
             try:
                 with open(os.path.join(root, d, "meta.json"), encoding="utf-8") as f:
-                    out.append(json.load(f))
+                    meta = json.load(f)
+                    meta["_ns"] = os.fstat(f.fileno()).st_mtime_ns  # orders files created within a second
+                out.append(meta)
             except (OSError, ValueError):
                 continue  # being deleted
     return out
@@ -188,7 +190,7 @@ def list_files(body: Optional[Dict[str, Any]] = None) -> CursorPage:
         raise BadRequestError(f"{order!r} is not one of ['asc', 'desc'] - 'order'", param="order")
     purpose = body.get("purpose")
     items = [x for x in _all_files() if purpose is None or x.get("purpose") == purpose]
-    items.sort(key=lambda x: (x["created_at"], x["id"]), reverse=order == "desc")
+    items.sort(key=lambda x: (x["created_at"], x.pop("_ns")), reverse=order == "desc")
     page, more = paginate(items, body.get("after"), limit)
     rest = {k: v for k, v in body.items() if k != "after"}
     return CursorPage(object="list", data=[FileObject(x) for x in page], has_more=more,

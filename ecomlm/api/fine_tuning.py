@@ -543,6 +543,8 @@ def create_job(body: Dict[str, Any], limits: Limits = DEFAULT_LIMITS) -> FineTun
     r = _runner()
     r.hold(job_id)
     try:
+        with open(os.path.join(d, "created_ns"), "w") as f:
+            f.write(str(time.time_ns()))
         _write_json(os.path.join(d, "job.json"), job)
         _event(job_id, f"Validating training file: {training_file}" +
                (f" and validation file: {val_id}" if val_id else ""))
@@ -579,17 +581,22 @@ def retrieve_job(job_id: str) -> FineTuningJob:
 
 
 def _all_jobs() -> List[dict]:
+    """Every job, newest first (created_at has whole seconds: the nanosecond
+    clock in `created_ns` orders jobs created within one second)."""
     root = jobs_dir()
     out = []
     if os.path.isdir(root):
         for j in os.listdir(root):
             if j.startswith("ftjob-"):
                 try:
-                    out.append(_read_job(j))
-                except NotFoundError:
-                    pass
-    out.sort(key=lambda x: (x["created_at"], x["id"]), reverse=True)
-    return out
+                    job = _read_job(j)
+                    with open(os.path.join(root, j, "created_ns")) as f:
+                        ns = int(f.read())
+                except (NotFoundError, OSError, ValueError):
+                    continue
+                out.append((job["created_at"], ns, job))
+    out.sort(key=lambda x: x[:2], reverse=True)
+    return [x[2] for x in out]
 
 
 def list_jobs(body: Optional[Dict[str, Any]] = None) -> CursorPage:
