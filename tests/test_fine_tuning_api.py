@@ -8,6 +8,7 @@ transformers on the merged weights), cancel, divergence, and a process
 killed mid-job whose job resumes to the same weights and loss history as an
 uninterrupted run."""
 
+import asyncio
 import json
 import os
 import signal
@@ -141,6 +142,10 @@ def test_files_every_upload_form(client, base, tmp_path):
     assert len(listed.data) == 2 and listed.has_more
     walked = [f.id for f in listed]  # iterating follows the pages, as the SDK's cursor page does
     assert ids <= set(walked) and len(walked) == len(set(walked))
+    async def walk():
+        return [f.id async for f in await ecomlm.AsyncOpenAI().files.list(purpose="fine-tune", limit=2)]
+
+    assert asyncio.run(walk()) == walked
     gone = client.files.delete(made[1].id)
     assert gone.deleted and gone.id == made[1].id
     with pytest.raises(NotFoundError):
@@ -339,7 +344,11 @@ def test_killed_job_resumes_without_losing_or_repeating_steps(base, tmp_path):
             if steps and steps[-1] >= 5:
                 break
             time.sleep(0.01)
+        assert proc.poll() is None
         os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        with open(os.path.join(killed_home, "fine_tuning", job_id, "job.json")) as fh:
+            assert json.load(fh)["status"] == "running"  # killed mid-job
     finally:
         proc.kill()
         proc.wait()
@@ -352,7 +361,7 @@ def test_killed_job_resumes_without_losing_or_repeating_steps(base, tmp_path):
         assert job.status == "succeeded", job.error
         resumed = metrics(client, job_id)
         msgs = [e.message for e in client.fine_tuning.jobs.list_events(job_id, limit=1000)]
-        assert any("resumed from the checkpoint after step" in m for m in msgs)
+        (at,) = [int(m.split()[-1]) for m in msgs if "resumed from the checkpoint after step" in m]
         os.environ["ECOMLM_HOME"] = ref_home
         f = client.files.create(file=jsonl(TRAIN), purpose="fine-tune")
         ref = wait(client, client.fine_tuning.jobs.create(model=base, training_file=f.id, seed=11, **kw).id)
@@ -362,6 +371,7 @@ def test_killed_job_resumes_without_losing_or_repeating_steps(base, tmp_path):
             os.environ.pop("ECOMLM_HOME", None)
         else:
             os.environ["ECOMLM_HOME"] = old
+    assert 4 <= at < len(full) and at % 2 == 0
     assert [d["step"] for d in resumed] == list(range(1, len(full) + 1))  # each step once
     assert [d["train_loss"] for d in resumed] == [d["train_loss"] for d in full]
     assert [d["valid_loss"] for d in resumed] == [d["valid_loss"] for d in full]

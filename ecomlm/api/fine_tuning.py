@@ -37,7 +37,6 @@ listed by ``models.list()`` and deleted by ``models.delete()``.
 from __future__ import annotations
 
 import collections
-import fcntl
 import json
 import math
 import os
@@ -55,6 +54,11 @@ from . import files as _files
 from ._common import IGNORED, check_known, integer, merge_extra_body
 from .models import DEFAULT_LIMITS, Limits, get_model
 from .objects import CursorPage, FineTuningJob, FineTuningJobEvent, new_id, now
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: jobs are not shared between processes
+    fcntl = None
 
 __all__ = ["create_job", "retrieve_job", "list_jobs", "cancel_job", "list_events", "resume_jobs", "wait",
            "EXTRAS", "FINAL"]
@@ -169,7 +173,8 @@ class _Runner:
                 return True
             f = open(os.path.join(self.home, "fine_tuning", job_id, "lock"), "a+")
             try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if fcntl is not None:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 f.close()
                 return False
@@ -214,8 +219,9 @@ class _Runner:
                 self.current = job_id
             try:
                 _run(job_id)
-            except Exception:  # never let the worker die; _run records its own failures
+            except Exception as e:  # _run records the failures it expects; anything else fails the job here
                 traceback.print_exc()
+                _fail(job_id, "internal_error", f"{type(e).__name__}: {e}")
             finally:
                 with self.cv:
                     self.current = None
@@ -261,12 +267,25 @@ def resume_jobs() -> List[str]:
             _finish_cancelled(job_id)
             r.release(job_id)
             continue
+        if not os.path.isfile(os.path.join(root, job_id, "spec.json")):
+            _fail(job_id, "internal_error", "the process creating this job stopped before its files were validated")
+            r.release(job_id)
+            continue
         _event(job_id, "The process running this job stopped; the job is queued to resume from its last "
                        "checkpoint", level="warn")
         _update(job_id, status="queued")
         adopted.append(job_id)
         r.submit(job_id)
     return adopted
+
+
+def _fail(job_id: str, code: str, message: str, param: Optional[str] = None) -> None:
+    try:
+        _event(job_id, f"Fine-tuning job failed: {message}", level="error")
+        _update(job_id, status="failed", finished_at=now(), estimated_finish=None,
+                error=dict(code=code, message=message, param=param))
+    except OSError:
+        traceback.print_exc()
 
 
 def _finish_cancelled(job_id: str) -> dict:
@@ -329,19 +348,13 @@ def _run(job_id: str) -> None:
         _finish_cancelled(job_id)
         return
     except finetune.TrainingDivergedError as e:
-        _event(job_id, f"Fine-tuning job failed: {e}", level="error")
-        _update(job_id, status="failed", finished_at=now(), estimated_finish=None,
-                error=dict(code="training_diverged", message=str(e), param=None))
+        _fail(job_id, "training_diverged", str(e))
         return
     except OpenAIError as e:
-        _event(job_id, f"Fine-tuning job failed: {e}", level="error")
-        _update(job_id, status="failed", finished_at=now(), estimated_finish=None,
-                error=dict(code=e.code or "invalid_request", message=str(e), param=e.param))
+        _fail(job_id, e.code or "invalid_request", str(e), e.param)
         return
     except Exception as e:  # an engine bug or I/O: the job fails, the process carries on
-        _event(job_id, f"Fine-tuning job failed: {type(e).__name__}: {e}", level="error")
-        _update(job_id, status="failed", finished_at=now(), estimated_finish=None,
-                error=dict(code="internal_error", message=f"{type(e).__name__}: {e}", param=None))
+        _fail(job_id, "internal_error", f"{type(e).__name__}: {e}")
         return
     name = spec["fine_tuned_model"]
     try:
@@ -354,10 +367,7 @@ def _run(job_id: str) -> None:
         registry.add_fine_tuned(name, out, created=now(), owned_by="user", job=job_id, base=spec["model"])
         result = _files.save_bytes("step_metrics.csv", _metrics_csv(history), "fine-tune-results")
     except Exception as e:
-        _event(job_id, f"Fine-tuning job failed while saving the model: {type(e).__name__}: {e}", level="error")
-        _update(job_id, status="failed", finished_at=now(), estimated_finish=None,
-                error=dict(code="internal_error", message=f"saving the model: {type(e).__name__}: {e}",
-                           param=None))
+        _fail(job_id, "internal_error", f"saving the model: {type(e).__name__}: {e}")
         return
     finally:
         model = getattr(history, "model", None)

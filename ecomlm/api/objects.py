@@ -195,6 +195,10 @@ class CursorPage(SyncPage):
         for page in self.iter_pages():
             yield from page["data"]
 
+    async def __aiter__(self):  # AsyncOpenAI: `async for job in await client.fine_tuning.jobs.list()`
+        for item in self:
+            yield item
+
 
 class FileObject(OpenAIObject):
     """object "file"."""
