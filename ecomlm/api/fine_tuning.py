@@ -358,13 +358,11 @@ def _run(job_id: str) -> None:
         return
     name = spec["fine_tuned_model"]
     try:
-        out = os.path.join(registry.fine_tuned_dir(), job_id)
-        tmp = out + ".part"
+        tmp = os.path.join(registry.fine_tuned_dir(), f".{job_id}.part")
         shutil.rmtree(tmp, ignore_errors=True)
         finetune.save_merged(history, tmp)
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(tmp, out)
-        registry.add_fine_tuned(name, out, created=now(), owned_by="user", job=job_id, base=spec["model"])
+        registry.delete_fine_tuned(name)  # saved by a process that died before it could record success
+        registry.add_fine_tuned(name, tmp, job_id, created=now(), owned_by="user", job=job_id, base=spec["model"])
         result = _files.save_bytes("step_metrics.csv", _metrics_csv(history), "fine-tune-results")
     except Exception as e:
         _fail(job_id, "internal_error", f"saving the model: {type(e).__name__}: {e}")

@@ -209,12 +209,14 @@ def _progress(total: int, desc: str):
 # ------------------------------------------------------- fine-tuned models
 #
 # A fine-tuning job that succeeds writes its merged weights (a Hugging Face
-# directory) to $ECOMLM_HOME/models/fine-tuned/<job id>/ with ecomlm_model.json
-# beside them: {"id": "ft:<base>:<suffix>:<job>", "created": ..., "job": ...}.
-# That file is the registration: every process that shares the home finds the
-# model by its name, and deleting the directory deletes the model.
+# directory) with ecomlm_model.json beside them ({"id": "ft:<base>:<suffix>:<job>",
+# "created": ..., "job": ...}) into a hidden folder, then renames that folder to
+# $ECOMLM_HOME/models/fine-tuned/<job id>/: the rename is the registration, so
+# every process sharing the home finds the whole model by its name or nothing.
+# Deleting renames it back out of sight before removing the files.
 
 MODEL_META = "ecomlm_model.json"
+_tuned_cache: Dict[str, tuple] = {}  # root -> (folder names, {name: meta})
 
 
 def fine_tuned_dir() -> str:
@@ -222,24 +224,31 @@ def fine_tuned_dir() -> str:
 
 
 def fine_tuned_models() -> Dict[str, dict]:
-    """{name: metadata (with "path")} of the fine-tuned models in this home."""
+    """{name: metadata (with "path")} of the fine-tuned models in this home.
+    Folders are only ever renamed in or out, so the listing of names is a
+    complete key for what was read before."""
     import json
 
-    out: Dict[str, dict] = {}
     root = fine_tuned_dir()
-    if not os.path.isdir(root):
-        return out
-    for d in sorted(os.listdir(root)):
-        meta_path = os.path.join(root, d, MODEL_META)
+    try:
+        names = tuple(sorted(d for d in os.listdir(root) if not d.startswith(".")))
+    except OSError:
+        return {}
+    cached = _tuned_cache.get(root)
+    if cached is not None and cached[0] == names:
+        return {k: dict(v) for k, v in cached[1].items()}
+    out: Dict[str, dict] = {}
+    for d in names:
         try:
-            with open(meta_path, encoding="utf-8") as f:
+            with open(os.path.join(root, d, MODEL_META), encoding="utf-8") as f:
                 meta = json.load(f)
         except (OSError, ValueError):
-            continue  # being written or deleted
+            continue  # deleted meanwhile
         if isinstance(meta, dict) and isinstance(meta.get("id"), str):
             meta["path"] = os.path.join(root, d)
             out[meta["id"]] = meta
-    return out
+    _tuned_cache[root] = (names, out)
+    return {k: dict(v) for k, v in out.items()}
 
 
 def fine_tuned_path(name: str) -> Optional[str]:
@@ -249,23 +258,28 @@ def fine_tuned_path(name: str) -> Optional[str]:
     return meta["path"] if meta else None
 
 
-def add_fine_tuned(name: str, model_dir: str, **meta) -> None:
-    """Register model_dir (already under fine_tuned_dir()) as `name`; the
-    metadata file is written last and atomically, so a half-written model is
-    never found."""
+def add_fine_tuned(name: str, model_dir: str, folder: str, **meta) -> str:
+    """Register the model directory model_dir (a hidden folder inside
+    fine_tuned_dir()) as `name`, by renaming it to `folder`; returns its path."""
     import json
 
-    meta = dict(meta, id=name)
-    tmp = os.path.join(model_dir, "." + MODEL_META + ".part")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(meta, f)
-    os.replace(tmp, os.path.join(model_dir, MODEL_META))
+    if fine_tuned_path(name) is not None:
+        raise APIError(f"a fine-tuned model named {name!r} exists already")
+    with open(os.path.join(model_dir, MODEL_META), "w", encoding="utf-8") as f:
+        json.dump(dict(meta, id=name), f)
+    dest = os.path.join(fine_tuned_dir(), folder)
+    os.replace(model_dir, dest)
+    return dest
 
 
 def delete_fine_tuned(name: str) -> bool:
     path = fine_tuned_path(name)
     if path is None:
         return False
-    os.remove(os.path.join(path, MODEL_META))  # unregister first: readers never see a partial model
-    shutil.rmtree(path, ignore_errors=True)
+    gone = os.path.join(os.path.dirname(path), ".deleted-" + os.path.basename(path))
+    try:
+        os.replace(path, gone)  # unregistered at once: readers never see a partial model
+    except OSError:
+        return False  # deleted by another process meanwhile
+    shutil.rmtree(gone, ignore_errors=True)
     return True
