@@ -156,8 +156,10 @@ def test_files_every_upload_form(client, base, tmp_path):
 @pytest.mark.parametrize("body, where", [
     (jsonl(TRAIN[:2]) + b'{"messages": [}\n', "line 3: invalid JSON"),
     (jsonl(TRAIN[:1]) + b'{"prompt": "a", "completion": "\xff"}\n', "line 2: invalid UTF-8"),
-    (b'\n' + json.dumps({"messages": [{"role": "robot", "content": "x"}]}).encode(), "line 2: message 0 has unknown role"),
-    (json.dumps({"messages": [{"role": "user", "content": "hi"}]}).encode(), "line 1: the conversation has no assistant"),
+    (b'\n' + json.dumps({"messages": [{"role": "robot", "content": "x"}]}).encode(),
+     "line 2: message 0 has unknown role"),
+    (json.dumps({"messages": [{"role": "user", "content": "hi"}]}).encode(),
+     "line 1: the conversation has no assistant"),
     (jsonl([{"prompt": "a", "completion": ""}]), "line 1: empty completion"),
 ])
 def test_bad_upload_names_the_line(client, body, where):

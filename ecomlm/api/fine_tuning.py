@@ -51,7 +51,7 @@ from typing import Any, Dict, List, Optional
 from ..engine import registry
 from ..errors import BadRequestError, NotFoundError, OpenAIError
 from . import files as _files
-from ._common import IGNORED, check_known, integer, merge_extra_body
+from ._common import check_known, integer, merge_extra_body
 from .models import DEFAULT_LIMITS, Limits, get_model
 from .objects import CursorPage, FineTuningJob, FineTuningJobEvent, new_id, now
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from ..errors import BadRequestError
 from . import chat, completions, embeddings, files, fine_tuning, models
 from . import objects
 
@@ -70,16 +71,11 @@ class Embedding(objects.CreateEmbeddingResponse):
 
 
 def _id(id, sid, what):
+    """The 0.x SDK took an object's id positionally, as id= or as sid=."""
     v = id if id is not None else sid
     if v is None:
-        raise objects_error(what)
+        raise BadRequestError(f"you must provide the {what} id", param="id", code="missing_required_parameter")
     return v
-
-
-def objects_error(what):
-    from ..errors import BadRequestError
-
-    return BadRequestError(f"you must provide the {what} id", param="id", code="missing_required_parameter")
 
 
 class File(objects.FileObject):
@@ -183,8 +179,6 @@ class FineTune(objects.OpenAIObject):
         hp = {k: kw.pop(k) for k in cls.LEGACY_FIELDS if kw.get(k) is not None}
         weight = hp.pop("prompt_loss_weight", 0.0)
         if weight not in (0, 0.0, 0.01):
-            from ..errors import BadRequestError
-
             raise BadRequestError("prompt_loss_weight: ecomlm trains on the completion tokens only (weight 0)",
                                   param="prompt_loss_weight", code="invalid_value")
         kw.setdefault("model", "smollm2-135m-instruct")
