@@ -390,14 +390,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(base, tmp_path_factory):
-    pytest.importorskip("fastapi")
-    pytest.importorskip("uvicorn")
-    httpx = pytest.importorskip("httpx")
+def start_server(base, home):
+    """`ecomlm serve` on a free port with ECOMLM_HOME=home and the tiny model as "tiny"."""
+    import httpx
+
     port = _free_port()
-    home = str(tmp_path_factory.mktemp("serverhome"))
-    log = open(os.path.join(home, "serve.log"), "w+")
+    log = open(os.path.join(home, f"serve-{port}.log"), "w+")
     env = dict(os.environ, ECOMLM_HOME=home, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen([sys.executable, "-m", "ecomlm", "serve", "--port", str(port), "--api-key", "sk-ft",
                              "--model", f"tiny={base}", "--log-level", "warning"],
@@ -407,7 +405,7 @@ def server(base, tmp_path_factory):
     while True:
         try:
             if httpx.get(url + "/health", timeout=2).status_code == 200:
-                break
+                return proc, url
         except httpx.HTTPError:
             pass
         if proc.poll() is not None or time.time() > deadline:
@@ -415,10 +413,21 @@ def server(base, tmp_path_factory):
             log.seek(0)
             pytest.fail("ecomlm serve did not start:\n" + log.read()[-3000:])
         time.sleep(0.2)
-    yield url, home
-    proc.kill()
-    proc.wait(10)
-    log.close()
+
+
+@pytest.fixture(scope="module")
+def server(base, tmp_path_factory):
+    pytest.importorskip("fastapi")
+    pytest.importorskip("uvicorn")
+    pytest.importorskip("httpx")
+    home = str(tmp_path_factory.mktemp("serverhome"))
+    procs = []
+    proc, url = start_server(base, home)
+    procs.append(proc)
+    yield url, home, procs
+    for p in procs:
+        p.kill()
+        p.wait(10)
 
 
 @pytest.fixture(scope="module")
@@ -474,4 +483,25 @@ def test_over_http_with_the_openai_sdk(sdk, server, base, tmp_path):
     assert sdk.models.delete(name).deleted
     with pytest.raises(openai.NotFoundError):
         sdk.models.retrieve(name)
-    assert sdk.files.delete(f.id).deleted
+
+    # the server dies mid-job; the next server on the same home resumes the job at start
+    job = sdk.fine_tuning.jobs.create(model="tiny", training_file=f.id, hyperparameters={"n_epochs": 6},
+                                      extra_body=dict(FAST, checkpoint_every=2))
+    while not any(e.type == "metrics" and e.data["step"] >= 4 for e in sdk.fine_tuning.jobs.list_events(job.id)):
+        time.sleep(0.02)
+    server[2][0].kill()
+    server[2][0].wait()
+    proc, url = start_server(base, server[1])
+    server[2].append(proc)
+    sdk2 = openai.OpenAI(base_url=url + "/v1", api_key="sk-ft", max_retries=0, timeout=60)
+    deadline = time.time() + 120
+    while job.status not in FINAL:
+        assert time.time() < deadline
+        time.sleep(0.1)
+        job = sdk2.fine_tuning.jobs.retrieve(job.id)
+    assert job.status == "succeeded", job.error
+    events = list(sdk2.fine_tuning.jobs.list_events(job.id, limit=100))
+    assert any("resumed from the checkpoint" in e.message for e in events)
+    steps = sorted(e.data["step"] for e in events if e.type == "metrics")
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) == 6 * 6  # 22 examples in batches of 4
+    assert sdk2.files.delete(f.id).deleted
