@@ -373,9 +373,9 @@ def _run(job_id: str) -> None:
         if model is not None:
             model.close()
     _event(job_id, f"New fine-tuned model created: {name}")
+    _event(job_id, "The job has successfully completed")  # before the status: a caller that sees it sees every event
     _update(job_id, status="succeeded", finished_at=now(), estimated_finish=None, fine_tuned_model=name,
             trained_tokens=spec["tokens_per_step"] * len(history), result_files=[result["id"]])
-    _event(job_id, "The job has successfully completed")
 
 
 def _metrics_csv(history) -> bytes:
