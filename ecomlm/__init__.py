@@ -30,7 +30,8 @@ from .engine.model import Model, load  # noqa: F401
 __version__ = "0.1.0"
 
 from . import error  # noqa: E402,F401  (openai.error.InvalidRequestError of the 0.x SDK)
-from .api import AsyncOpenAI, ChatCompletion, Completion, Embedding, OpenAI, OpenAIObject  # noqa: E402,F401
+from .api import (AsyncOpenAI, ChatCompletion, Completion, Embedding, File, FineTune, FineTuningJob,  # noqa: E402,F401
+                  OpenAI, OpenAIObject)
 from .api.legacy import model_list as _model_list, model_retrieve as _model_retrieve  # noqa: E402
 
 # `ecomlm.Model` is the engine's class (what `ecomlm.load` returns) and also the

@@ -93,7 +93,7 @@ def _cmd_serve(args) -> int:
         models[name] = path
     serve(host=args.host, port=args.port, api_key=args.api_key, max_body_bytes=args.max_body_bytes,
           max_tokens=args.max_tokens, max_n=args.max_n, max_concurrency=args.max_concurrency, models=models,
-          preload=args.preload or [], log_level=args.log_level)
+          preload=args.preload or [], log_level=args.log_level, max_file_bytes=args.max_file_bytes)
     return 0
 
 
@@ -151,6 +151,7 @@ def main(argv=None) -> int:
     p.add_argument("--max-tokens", type=int, default=2048, help="most completion tokens a request may ask for")
     p.add_argument("--max-n", type=int, default=16, help="most choices (n, best_of) a request may ask for")
     p.add_argument("--max-body-bytes", type=int, default=4 << 20, help="largest request body")
+    p.add_argument("--max-file-bytes", type=int, default=256 << 20, help="largest uploaded file (POST /v1/files)")
     p.add_argument("--max-concurrency", type=int, default=None,
                    help="connections at once before answering 503 (default: no limit)")
     p.add_argument("--model", action="append", metavar="NAME=PATH",

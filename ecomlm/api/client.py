@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import chat, completions, embeddings, models
+from . import chat, completions, embeddings, files, fine_tuning, models
 from .legacy import _aiter
 from .objects import SyncPage
 
@@ -54,6 +54,64 @@ class Models(_Resource):
     def retrieve(self, model: str, **_: Any):
         return models.retrieve_model(model)
 
+    def delete(self, model: str, **_: Any):
+        return models.delete_model(model)
+
+
+class Files(_Resource):
+    """``client.files``: uploads kept under $ECOMLM_HOME/files."""
+
+    def create(self, *, file: Any, purpose: str, **kw: Any):
+        return files.create_file(dict(kw, file=file, purpose=purpose))
+
+    def retrieve(self, file_id: str, **_: Any):
+        return files.retrieve_file(file_id)
+
+    def list(self, **kw: Any):
+        return files.list_files(kw)
+
+    def delete(self, file_id: str, **_: Any):
+        return files.delete_file(file_id)
+
+    def content(self, file_id: str, **_: Any) -> files.BinaryContent:
+        return files.BinaryContent(files.file_content(file_id))
+
+    def retrieve_content(self, file_id: str, **_: Any) -> str:
+        return files.file_content(file_id).decode("utf-8")
+
+    def wait_for_processing(self, id: str, **_: Any):
+        return files.retrieve_file(id)  # checked when uploaded: always "processed"
+
+
+class Jobs(_Resource):
+    """``client.fine_tuning.jobs``: jobs trained in a background thread
+    (ecomlm extras such as lora_rank go in as keyword arguments or extra_body)."""
+
+    def create(self, **kw: Any):
+        return fine_tuning.create_job(kw)
+
+    def retrieve(self, fine_tuning_job_id: str, **_: Any):
+        return fine_tuning.retrieve_job(fine_tuning_job_id)
+
+    def list(self, **kw: Any):
+        return fine_tuning.list_jobs(kw)
+
+    def cancel(self, fine_tuning_job_id: str, **_: Any):
+        return fine_tuning.cancel_job(fine_tuning_job_id)
+
+    def list_events(self, fine_tuning_job_id: str, **kw: Any):
+        return fine_tuning.list_events(fine_tuning_job_id, kw)
+
+    def wait(self, fine_tuning_job_id: str, timeout: Any = None, **_: Any):
+        """ecomlm's own: block until the job has finished."""
+        return fine_tuning.wait(fine_tuning_job_id, timeout)
+
+
+class FineTuning(_Resource):
+    def __init__(self, client):
+        super().__init__(client)
+        self.jobs = Jobs(client)
+
 
 class OpenAI:
     """``openai.OpenAI`` with the same resources, answered by the local engine."""
@@ -71,6 +129,8 @@ class OpenAI:
         self.chat = Chat(self)
         self.embeddings = Embeddings(self)
         self.models = Models(self)
+        self.files = Files(self)
+        self.fine_tuning = FineTuning(self)
 
     def with_options(self, **_: Any) -> "OpenAI":
         return self
@@ -119,6 +179,8 @@ class AsyncOpenAI(OpenAI):
         self.chat = _Async(self.chat)
         self.embeddings = _Async(self.embeddings)
         self.models = _Async(self.models)
+        self.files = _Async(self.files)
+        self.fine_tuning = _Async(self.fine_tuning)
 
     async def close(self) -> None:  # type: ignore[override]
         pass

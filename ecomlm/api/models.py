@@ -15,11 +15,11 @@ from typing import Dict, List, Optional, Tuple, Union
 
 from ..engine import registry
 from ..engine.model import Model, load
-from ..errors import BadRequestError, NotFoundError
-from .objects import ModelList, ModelObject
+from ..errors import BadRequestError, NotFoundError, PermissionDeniedError
+from .objects import ModelList, ModelObject, OpenAIObject
 
 __all__ = ["Limits", "register_model", "unregister_model", "get_model", "list_models", "retrieve_model",
-           "close_all"]
+           "delete_model", "close_all"]
 
 CREATED = 1735689600  # 2025-01-01: "created" of every local model
 
@@ -73,6 +73,8 @@ def _key(name, limits: Limits) -> str:
     key = registry.canonical(name)
     if key in registry.MODELS:
         return key
+    if registry.fine_tuned_path(name) is not None:
+        return name
     if limits.allow_paths and (os.path.isdir(name) or os.path.isfile(name)):
         return os.path.abspath(name)
     raise NotFoundError(f"The model `{name}` does not exist or you do not have access to it.", param="model",
@@ -101,21 +103,25 @@ def get_model(name, limits: Limits = DEFAULT_LIMITS, embedding: bool = False) ->
     if not embedding and m.is_encoder:
         raise BadRequestError(f"model `{name}` is an embedding model; it cannot generate text (use "
                               "gpt-3.5-turbo / smollm2-135m-instruct)", param="model", code="invalid_model")
-    return m, (key if key in registry.MODELS or key in _registered else m.name)
+    return m, (key if key in registry.MODELS or key in _registered or key.startswith("ft:") else m.name)
 
 
-def _entry(mid: str) -> ModelObject:
+def _entry(mid: str, meta: Optional[dict] = None) -> ModelObject:
+    if meta is not None:  # a fine-tuned model: created when its job finished, owned by the user
+        return ModelObject(id=mid, object="model", created=int(meta.get("created", CREATED)),
+                           owned_by=meta.get("owned_by", "user"))
     return ModelObject(id=mid, object="model", created=CREATED, owned_by="ecomlm")
 
 
 def model_ids() -> List[str]:
     with _lock:
         extra = sorted(_registered)
-    return sorted(registry.MODELS) + sorted(registry.ALIASES) + extra
+    return sorted(registry.MODELS) + sorted(registry.ALIASES) + extra + sorted(registry.fine_tuned_models())
 
 
 def list_models(page: type = ModelList) -> ModelList:
-    return page(object="list", data=[_entry(m) for m in model_ids()])
+    tuned = registry.fine_tuned_models()
+    return page(object="list", data=[_entry(m, tuned.get(m)) for m in model_ids()])
 
 
 def retrieve_model(model_id, limits: Limits = DEFAULT_LIMITS) -> ModelObject:
@@ -123,10 +129,28 @@ def retrieve_model(model_id, limits: Limits = DEFAULT_LIMITS) -> ModelObject:
         raise BadRequestError("model id must be a non-empty string", param="model")
     with _lock:
         known = model_id in _registered
-    if not known and registry.canonical(model_id) not in registry.MODELS:
+    tuned = registry.fine_tuned_models().get(model_id) if model_id.startswith("ft:") else None
+    if not known and tuned is None and registry.canonical(model_id) not in registry.MODELS:
         raise NotFoundError(f"The model `{model_id}` does not exist or you do not have access to it.",
                             param="model", code="model_not_found")
-    return _entry(model_id)
+    return _entry(model_id, None if known else tuned)
+
+
+def delete_model(model_id) -> OpenAIObject:
+    """``client.models.delete("ft:...")``: delete a fine-tuned model (its
+    weights too). Only fine-tuned models can be deleted, as with OpenAI."""
+    if not isinstance(model_id, str) or not model_id:
+        raise BadRequestError("model id must be a non-empty string", param="model")
+    if registry.fine_tuned_path(model_id) is None:
+        retrieve_model(model_id)  # NotFoundError for an unknown name
+        raise PermissionDeniedError(f"You do not have permission to delete the model `{model_id}`: only "
+                                    "fine-tuned models can be deleted", param="model", code="model_not_deletable")
+    with _lock:
+        m = _loaded.pop(model_id, None)
+    if m is not None:
+        m.close()
+    registry.delete_fine_tuned(model_id)
+    return OpenAIObject(id=model_id, object="model", deleted=True)
 
 
 def close_all() -> None:

@@ -16,7 +16,8 @@ import time
 from typing import Any
 
 __all__ = ["OpenAIObject", "ChoiceDelta", "ChatCompletionMessage", "Completion", "ChatCompletion", "ChatCompletionChunk", "CreateEmbeddingResponse",
-           "ModelObject", "ModelList", "SyncPage", "new_id", "fingerprint", "now"]
+           "ModelObject", "ModelList", "SyncPage", "CursorPage", "FileObject", "FineTuningJob",
+           "FineTuningJobEvent", "new_id", "fingerprint", "now"]
 
 _ALNUM = string.ascii_letters + string.digits
 
@@ -162,3 +163,50 @@ class SyncPage(ModelList):
 
     def __iter__(self):
         return iter(self["data"])
+
+
+class CursorPage(SyncPage):
+    """A page of a cursor-paginated list (files, fine-tuning jobs, events):
+    ``data``, ``has_more``. As with the v1 SDK's SyncCursorPage, iterating
+    walks every page (fetching the next with ``after=`` the last id)."""
+
+    def __init__(self, *args: Any, fetch=None, **kw: Any):
+        super().__init__(*args, **kw)
+        object.__setattr__(self, "_fetch", fetch)
+
+    def has_next_page(self) -> bool:
+        return bool(self.get("has_more")) and bool(self["data"]) and self._fetch is not None
+
+    def get_next_page(self) -> "CursorPage":
+        if not self.has_next_page():
+            raise RuntimeError("No next page expected; please check `.has_next_page()` before calling "
+                               "`.get_next_page()`.")
+        return self._fetch(self["data"][-1]["id"])
+
+    def iter_pages(self):
+        page = self
+        while True:
+            yield page
+            if not page.has_next_page():
+                return
+            page = page.get_next_page()
+
+    def __iter__(self):
+        for page in self.iter_pages():
+            yield from page["data"]
+
+    async def __aiter__(self):  # AsyncOpenAI: `async for job in await client.fine_tuning.jobs.list()`
+        for item in self:
+            yield item
+
+
+class FileObject(OpenAIObject):
+    """object "file"."""
+
+
+class FineTuningJob(OpenAIObject):
+    """object "fine_tuning.job"."""
+
+
+class FineTuningJobEvent(OpenAIObject):
+    """object "fine_tuning.job.event"."""

@@ -22,7 +22,8 @@ from typing import Dict, List, Optional
 
 from ..errors import APIError, NotFoundError
 
-__all__ = ["home", "resolve", "pull", "names", "canonical", "ALIASES", "MODELS"]
+__all__ = ["home", "resolve", "pull", "names", "canonical", "ALIASES", "MODELS", "fine_tuned_models",
+           "fine_tuned_path", "add_fine_tuned", "delete_fine_tuned"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ def names() -> List[str]:
 
 
 def canonical(name: str) -> str:
+    if name.startswith("ft:"):
+        return name  # fine-tuned model names are case-sensitive, like OpenAI's
     key = name.lower()
     return ALIASES.get(key, key)
 
@@ -97,7 +100,7 @@ def resolve(name: str, pull_if_missing: bool = True) -> Optional[str]:
     the name is unknown."""
     key = canonical(name)
     if key not in MODELS:
-        return None
+        return fine_tuned_path(name)
     path = model_path(key)
     if os.path.exists(path):
         return path
@@ -201,3 +204,82 @@ def _progress(total: int, desc: str):
     except ImportError:  # tqdm is a dependency, but stay usable without it
         return None
     return tqdm(total=total, unit="B", unit_scale=True, desc=desc, file=sys.stderr)
+
+
+# ------------------------------------------------------- fine-tuned models
+#
+# A fine-tuning job that succeeds writes its merged weights (a Hugging Face
+# directory) with ecomlm_model.json beside them ({"id": "ft:<base>:<suffix>:<job>",
+# "created": ..., "job": ...}) into a hidden folder, then renames that folder to
+# $ECOMLM_HOME/models/fine-tuned/<job id>/: the rename is the registration, so
+# every process sharing the home finds the whole model by its name or nothing.
+# Deleting renames it back out of sight before removing the files.
+
+MODEL_META = "ecomlm_model.json"
+_tuned_cache: Dict[str, tuple] = {}  # root -> (folder names, {name: meta})
+
+
+def fine_tuned_dir() -> str:
+    return os.path.join(home(), "models", "fine-tuned")
+
+
+def fine_tuned_models() -> Dict[str, dict]:
+    """{name: metadata (with "path")} of the fine-tuned models in this home.
+    Folders are only ever renamed in or out, so the listing of names is a
+    complete key for what was read before."""
+    import json
+
+    root = fine_tuned_dir()
+    try:
+        names = tuple(sorted(d for d in os.listdir(root) if not d.startswith(".")))
+    except OSError:
+        return {}
+    cached = _tuned_cache.get(root)
+    if cached is not None and cached[0] == names:
+        return {k: dict(v) for k, v in cached[1].items()}
+    out: Dict[str, dict] = {}
+    for d in names:
+        try:
+            with open(os.path.join(root, d, MODEL_META), encoding="utf-8") as f:
+                meta = json.load(f)
+        except (OSError, ValueError):
+            continue  # deleted meanwhile
+        if isinstance(meta, dict) and isinstance(meta.get("id"), str):
+            meta["path"] = os.path.join(root, d)
+            out[meta["id"]] = meta
+    _tuned_cache[root] = (names, out)
+    return {k: dict(v) for k, v in out.items()}
+
+
+def fine_tuned_path(name: str) -> Optional[str]:
+    if not isinstance(name, str) or not name.startswith("ft:"):
+        return None
+    meta = fine_tuned_models().get(name)
+    return meta["path"] if meta else None
+
+
+def add_fine_tuned(name: str, model_dir: str, folder: str, **meta) -> str:
+    """Register the model directory model_dir (a hidden folder inside
+    fine_tuned_dir()) as `name`, by renaming it to `folder`; returns its path."""
+    import json
+
+    if fine_tuned_path(name) is not None:
+        raise APIError(f"a fine-tuned model named {name!r} exists already")
+    with open(os.path.join(model_dir, MODEL_META), "w", encoding="utf-8") as f:
+        json.dump(dict(meta, id=name), f)
+    dest = os.path.join(fine_tuned_dir(), folder)
+    os.replace(model_dir, dest)
+    return dest
+
+
+def delete_fine_tuned(name: str) -> bool:
+    path = fine_tuned_path(name)
+    if path is None:
+        return False
+    gone = os.path.join(os.path.dirname(path), ".deleted-" + os.path.basename(path))
+    try:
+        os.replace(path, gone)  # unregistered at once: readers never see a partial model
+    except OSError:
+        return False  # deleted by another process meanwhile
+    shutil.rmtree(gone, ignore_errors=True)
+    return True
