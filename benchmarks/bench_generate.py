@@ -28,35 +28,26 @@ import sys
 import threading
 import time
 
-import numpy as np
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+sys.path.insert(0, HERE)
+
+from bench_serve import concurrent  # noqa: E402  (N caller threads at once, wall time)
 
 PROMPTS = [f"Write a short product description for item {i}: a pair of running shoes in colour {c}."
            for i, c in enumerate(["red", "blue", "green", "black", "white", "grey", "navy", "pink"] * 2)]
 COUNTS = (1, 4, 16)
 
 
-def concurrent(fn, n):
-    errors = []
-
-    def run(i):
-        try:
-            fn(i)
-        except Exception as e:  # noqa: BLE001
-            errors.append(e)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    return time.perf_counter() - t0
+def best_of(repeat, fn):
+    """The shortest wall time of repeat calls of fn()."""
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def bench_ecomlm(path, tokens, threads, repeat, dequantize):
@@ -90,16 +81,7 @@ def bench_llama(path, tokens, threads, repeat, ids):
         assert r["usage"]["completion_tokens"] == tokens, r["usage"]
 
     gen(0)
-    out = {}
-    for n in COUNTS:
-        best = float("inf")
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            for i in range(n):
-                gen(i)
-            best = min(best, time.perf_counter() - t0)
-        out[n] = best
-    return out
+    return {n: best_of(repeat, lambda: [gen(i) for i in range(n)]) for n in COUNTS}
 
 
 def bench_hf(path, tokens, threads, repeat, ids):
@@ -124,15 +106,7 @@ def bench_hf(path, tokens, threads, repeat, ids):
         assert y.shape[1] - width == tokens
 
     gen(1)
-    out = {}
-    for n in COUNTS:
-        best = float("inf")
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            gen(n)
-            best = min(best, time.perf_counter() - t0)
-        out[n] = best
-    return out
+    return {n: best_of(repeat, lambda: gen(n)) for n in COUNTS}
 
 
 def main():
