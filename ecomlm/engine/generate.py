@@ -143,8 +143,10 @@ class Completion:
 # ------------------------------------------------------------------ internals
 
 class _Request:
-    def __init__(self, prompts: List[List[int]], n: int, params: SamplingParams, tokenizer, want_logprobs: bool):
+    def __init__(self, prompts: List[List[int]], n: int, params: SamplingParams, tokenizer, want_logprobs: bool,
+                 stream: bool = True):
         self.prompts = prompts
+        self.stream = stream  # False: no per-token "delta" events (the caller waits for "finish")
         self.n = n
         self.params = params
         self.tokenizer = tokenizer
@@ -200,8 +202,9 @@ class Scheduler:
         self._admitted: List[_Request] = []  # taken from the queue in the current step
 
     # -------------------------------------------------------------- public
-    def submit(self, prompts: List[List[int]], n: int, params: SamplingParams, want_logprobs: bool) -> _Request:
-        req = _Request(prompts, n, params, self.tokenizer, want_logprobs)
+    def submit(self, prompts: List[List[int]], n: int, params: SamplingParams, want_logprobs: bool,
+               stream: bool = True) -> _Request:
+        req = _Request(prompts, n, params, self.tokenizer, want_logprobs, stream)
         with self._lock:
             if self._closed:
                 raise APIError("the model is closed")
@@ -430,7 +433,8 @@ class Scheduler:
         hold = _holdback(s.text, p.stop) if p.stop else 0
         upto = len(s.text) - hold
         if upto > s.emitted:
-            s.req.events.put(("delta", s, s.text[s.emitted:upto], s.logprobs[-1] if s.req.want_logprobs else None))
+            if s.req.stream:
+                s.req.events.put(("delta", s, s.text[s.emitted:upto], s.logprobs[-1] if s.req.want_logprobs else None))
             s.emitted = upto
 
     def _finish(self, s: _Seq, reason: str, silent: bool = False, flush: bool = True) -> bool:
@@ -441,7 +445,8 @@ class Scheduler:
         s.finish = reason
         if not silent:
             if len(s.text) > s.emitted:
-                s.req.events.put(("delta", s, s.text[s.emitted:], None))
+                if s.req.stream:
+                    s.req.events.put(("delta", s, s.text[s.emitted:], None))
                 s.emitted = len(s.text)
             s.req.events.put(("finish", s))
         s.req.remaining -= 1

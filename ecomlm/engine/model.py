@@ -179,7 +179,7 @@ class Model:
         want_lp = p.logprobs is not None or best_of > n
         if best_of > n and p.logprobs is None:
             p.logprobs = 0
-        req = self._scheduler_get().submit(ids, best_of, p, want_lp)
+        req = self._scheduler_get().submit(ids, best_of, p, want_lp, stream=False)
         out = collect(req, len(ids))
         if best_of > n:  # OpenAI: the n with the highest log probability per token
             out = [sorted(choices, key=lambda c: -c.mean_logprob)[:n] for choices in out]
