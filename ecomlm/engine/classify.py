@@ -300,13 +300,13 @@ def _hf_tensors(enc: Dict[str, np.ndarray], head: Dict[str, np.ndarray], cfg: di
 
 def _check_texts(texts, what: str) -> List[str]:
     if isinstance(texts, str) or texts is None:
-        raise BadRequestError(f"{what} must be a list of strings", param=what)
+        raise BadRequestError(f"{what} must be a list of strings", param=what.split()[0])
     texts = list(texts)
     if not texts:
-        raise BadRequestError(f"{what} must not be empty", param=what)
+        raise BadRequestError(f"{what} must not be empty", param=what.split()[0])
     for i, t in enumerate(texts):
         if not isinstance(t, str):
-            raise BadRequestError(f"{what}[{i}] must be a string, got {type(t).__name__}", param=what)
+            raise BadRequestError(f"{what}[{i}] must be a string, got {type(t).__name__}", param=what.split()[0])
     return texts
 
 
@@ -317,40 +317,40 @@ def _is_int(x) -> bool:
 def _label_ids(labels, n: int, names: Optional[List[str]], regression: bool, what: str):
     """(array of class ids or float values, class names)."""
     if isinstance(labels, (str, bytes)) or labels is None:
-        raise BadRequestError(f"{what} must be a list with one label per text", param=what)
+        raise BadRequestError(f"{what} must be a list with one label per text", param=what.split()[0])
     labels = labels.tolist() if isinstance(labels, np.ndarray) else list(labels)
     if len(labels) != n:
-        raise BadRequestError(f"{what} has {len(labels)} entries for {n} texts", param=what)
+        raise BadRequestError(f"{what} has {len(labels)} entries for {n} texts", param=what.split()[0])
     if regression:
         if not all(isinstance(x, (int, float, np.number)) and not isinstance(x, bool) for x in labels):
-            raise BadRequestError(f"{what} of a regression must be numbers", param=what)
+            raise BadRequestError(f"{what} of a regression must be numbers", param=what.split()[0])
         vals = np.asarray(labels, dtype=np.float64)
         if not np.isfinite(vals).all():
-            raise BadRequestError(f"{what} must be finite numbers", param=what)
+            raise BadRequestError(f"{what} must be finite numbers", param=what.split()[0])
         return vals.astype(np.float32), None
     if names is None:
         if all(isinstance(x, str) for x in labels):
             names = sorted(set(labels))
         elif all(_is_int(x) for x in labels):
             if min(labels) < 0:
-                raise BadRequestError(f"{what}: class id {min(labels)} is negative", param=what)
+                raise BadRequestError(f"{what}: class id {min(labels)} is negative", param=what.split()[0])
             names = [str(i) for i in range(max(labels) + 1)]
         else:
             raise BadRequestError(f"{what} must be class names (strings) or class ids (integers), not a mix "
-                                  "or other values", param=what)
+                                  "or other values", param=what.split()[0])
     index = {nm: i for i, nm in enumerate(names)}
     ids = []
     for i, x in enumerate(labels):
         if isinstance(x, str):
             if x not in index:
-                raise BadRequestError(f"{what}[{i}]: unknown label {x!r} (labels: {names})", param=what)
+                raise BadRequestError(f"{what}[{i}]: unknown label {x!r} (labels: {names})", param=what.split()[0])
             ids.append(index[x])
         elif _is_int(x):
             if not 0 <= x < len(names):
-                raise BadRequestError(f"{what}[{i}]: class id {x} is out of range [0, {len(names)})", param=what)
+                raise BadRequestError(f"{what}[{i}]: class id {x} is out of range [0, {len(names)})", param=what.split()[0])
             ids.append(int(x))
         else:
-            raise BadRequestError(f"{what}[{i}] must be a class name or id, got {x!r}", param=what)
+            raise BadRequestError(f"{what}[{i}] must be a class name or id, got {x!r}", param=what.split()[0])
     return np.asarray(ids, np.int32), list(names)
 
 
