@@ -103,6 +103,7 @@ def test_gradients_match_autograd(model_dir):
     assert set(grads) == set(n for n, _ in tr.slots()) == set(expected)
     errs = {n: rel(g, expected[n]) for n, g in grads.items()}
     assert max(errs.values()) <= TOL, sorted(errs.items(), key=lambda kv: -kv[1])[:5]
+    print(f"\nbert classifier, {nl} label(s): max gradient error {max(errs.values()):.1e} over {len(errs)} tensors")
     # a forward without labels gives the logits and no loss, and no backward
     assert tr.forward(ids, None, mask, tt) is None
     assert rel(tr.logits(), out.logits.detach().numpy()) <= 1e-5
