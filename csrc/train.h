@@ -229,6 +229,9 @@ typedef struct {
     float *dpool;                        /* (B, C) */
     int32_t *types, *lens, *labels;      /* (BT), (B), (B) */
     float *values;                       /* (B) regression targets */
+    /* capacity of the buffers behind them: a batch that fits is carved anew
+     * without reallocating (dynamic padding changes T from batch to batch) */
+    size_t cap_acts, cap_work, cap_attn, cap_ints;
 } ecm_tacts_bert;
 
 typedef struct {

@@ -72,7 +72,6 @@ static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
 static size_t maxz(size_t a, size_t b) { return a > b ? a : b; }
 
 static ecm_status plan(ecm_train *tr, int B, int T) {
-    ecm_train_release_activations(tr);
     const ecm_config *c = &tr->cfg;
     size_t BT = (size_t)B * T, L = (size_t)c->n_layer, C = (size_t)c->d_model, NH = (size_t)c->n_head;
     size_t QD = NH * c->head_dim, F = (size_t)c->d_ff, NL = (size_t)tr->n_labels;
@@ -108,24 +107,39 @@ static ecm_status plan(ecm_train *tr, int B, int T) {
     }
     size_t bytes;
     if (!ecm_mul_size(total, 4, &bytes)) return ecm_fail(ECM_ERR_VALUE, "batch %d x %d is too large", B, T);
-    tr->acts = ecm_alloc(bytes);
-    tr->work = ecm_alloc(work * 4);
-    tr->ids = malloc((2 * BT + 4 * Bz) * sizeof(int32_t)); /* ids, types | lens, labels, values */
     int nt = tr->n_threads > 0 ? tr->n_threads : 1;
-    tr->attn_work = ecm_alloc((size_t)nt * ecm_attention_train_work_floats(T, c->head_dim) * 4);
-    tr->planned_threads = nt;
-    if (!tr->acts || !tr->work || !tr->ids || !tr->attn_work) {
-        ecm_train_release_activations(tr);
-        return ecm_fail(ECM_ERR_NOMEM, "out of memory for the activations of a %d x %d batch (%.1f MiB)", B, T,
-                        (double)bytes / (1 << 20));
+    size_t attn = (size_t)nt * ecm_attention_train_work_floats(T, c->head_dim), ints = 2 * BT + 4 * Bz;
+    if (!(tr->acts && total <= A->cap_acts && work <= A->cap_work && attn <= A->cap_attn && ints <= A->cap_ints &&
+          nt == tr->planned_threads)) {
+        /* grow to hold this batch and the largest seen so far */
+        total = maxz(total, A->cap_acts);
+        work = maxz(work, A->cap_work);
+        attn = maxz(attn, A->cap_attn);
+        ints = maxz(ints, A->cap_ints);
+        ecm_train_release_activations(tr); /* clears A */
+        if (!ecm_mul_size(total, 4, &bytes)) return ecm_fail(ECM_ERR_VALUE, "batch %d x %d is too large", B, T);
+        tr->acts = ecm_alloc(bytes);
+        tr->work = ecm_alloc(work * 4);
+        tr->ids = malloc(ints * sizeof(int32_t)); /* ids, types | lens, labels, values */
+        tr->attn_work = ecm_alloc(attn * 4);
+        tr->planned_threads = nt;
+        if (!tr->acts || !tr->work || !tr->ids || !tr->attn_work) {
+            ecm_train_release_activations(tr);
+            return ecm_fail(ECM_ERR_NOMEM, "out of memory for the activations of a %d x %d batch (%.1f MiB)", B, T,
+                            (double)bytes / (1 << 20));
+        }
+        A->cap_acts = total;
+        A->cap_work = work;
+        A->cap_attn = attn;
+        A->cap_ints = ints;
     }
     size_t off = 0;
     for (int i = 0; i < n_parts; i++) {
         *parts[i].p = tr->acts + off;
         off += round16(parts[i].n);
     }
-    tr->acts_floats = total;
-    tr->work_floats = work;
+    tr->acts_floats = A->cap_acts;
+    tr->work_floats = A->cap_work;
     A->types = tr->ids + BT;
     A->lens = A->types + BT;
     A->labels = A->lens + B;

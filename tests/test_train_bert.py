@@ -124,6 +124,12 @@ def test_padding_is_invisible(model_dir):
     assert rel(tr.logits(), z) <= 1e-5
     for n, x in tr.gradients().items():
         assert rel(x, g[n]) <= 1e-5, n
+    # back to the first shape: the activations are carved anew in the grown slab, same bits
+    tr.zero_grad()
+    tr.forward_backward(ids, labels, mask, tt)
+    assert np.array_equal(tr.logits(), z)
+    for n, x in tr.gradients().items():
+        assert np.array_equal(x, g[n]), n
 
 
 def test_threads_give_identical_results(tmp_path):
