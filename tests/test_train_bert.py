@@ -185,14 +185,16 @@ def test_lora_gradients_match_autograd(tmp_path):
     grads = tr.gradients()
     # adapters and the classifier train (PEFT's sequence classification); the rest is frozen
     assert set(grads) == {n for n in params if ".lora_" in n} | {"classifier.weight", "classifier.bias"}
+    errs = {"classifier.weight": rel(grads["classifier.weight"], m.classifier.weight.grad.numpy()),
+            "classifier.bias": rel(grads["classifier.bias"], m.classifier.bias.grad.numpy())}
     for l in range(2):
         for t in targets:
             dw = lora_weight(m, l, t).grad.numpy()
             A, Bm = params[f"layers.{l}.lora_{t}.A"], params[f"layers.{l}.lora_{t}.B"]
-            assert rel(grads[f"layers.{l}.lora_{t}.A"], s * Bm.T @ dw) <= TOL, (l, t, "A")
-            assert rel(grads[f"layers.{l}.lora_{t}.B"], s * dw @ A.T) <= TOL, (l, t, "B")
-    assert rel(grads["classifier.weight"], m.classifier.weight.grad.numpy()) <= TOL
-    assert rel(grads["classifier.bias"], m.classifier.bias.grad.numpy()) <= TOL
+            errs[f"layers.{l}.lora_{t}.A"] = rel(grads[f"layers.{l}.lora_{t}.A"], s * Bm.T @ dw)
+            errs[f"layers.{l}.lora_{t}.B"] = rel(grads[f"layers.{l}.lora_{t}.B"], s * dw @ A.T)
+    assert max(errs.values()) <= TOL, sorted(errs.items(), key=lambda kv: -kv[1])[:5]
+    print(f"\nbert classifier LoRA: max gradient error {max(errs.values()):.1e} over {len(errs)} tensors")
 
 
 @pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])

@@ -34,15 +34,13 @@ def accuracy(pred, gold):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--lr", type=float, default=None, help="default: 1e-4 full, 1e-3 LoRA")
+    ap.add_argument("--lr", type=float, default=None, help="default: fine_tune_classifier's (1e-4 full, 3e-3 LoRA)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-length", type=int, default=64)
     ap.add_argument("--lora-rank", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    if args.lr is None:
-        args.lr = 1e-3 if args.lora_rank else 1e-4
 
     here = os.path.dirname(os.path.abspath(__file__))
     with open(os.path.join(here, "..", "ecomlm", "data", "reviews.jsonl"), encoding="utf-8") as f:
