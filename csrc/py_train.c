@@ -510,6 +510,31 @@ static int set_long_field(PyObject *v, long lo, long *out, const char *what) {
     return 0;
 }
 
+static PyObject *get_dropout(TrainerObject *self, void *closure) {
+    (void)closure;
+    return PyFloat_FromDouble(self->tr.hidden_dropout);
+}
+
+static int set_dropout(TrainerObject *self, PyObject *v, void *closure) {
+    (void)closure;
+    if (!v) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete dropout");
+        return -1;
+    }
+    double p = PyFloat_AsDouble(v);
+    if (p == -1.0 && PyErr_Occurred()) return -1;
+    if (!(p >= 0.0 && p < 1.0)) {
+        ecm_py_bad_request("dropout must be in [0, 1), got %g", p);
+        return -1;
+    }
+    if (p > 0.0 && self->tr.cfg.arch != ECM_ARCH_BERT) {
+        ecm_py_bad_request("dropout applies to a bert classifier's trainer");
+        return -1;
+    }
+    self->tr.hidden_dropout = (float)p;
+    return 0;
+}
+
 /* Restored from a checkpoint: the Adam step count and the forward count
  * (which names the dropout draws) continue where the run stopped. */
 static int set_adam_step(TrainerObject *self, PyObject *v, void *closure) {
@@ -560,6 +585,9 @@ static PyGetSetDef trainer_getset[] = {
     {"forward_count", (getter)get_forward_count, (setter)set_forward_count, "forward passes run", NULL},
     {"n_trainable", (getter)get_n_trainable, NULL, "trainable parameters", NULL},
     {"tied", (getter)get_tied, NULL, "lm_head shares tok_embd", NULL},
+    {"dropout", (getter)get_dropout, (setter)set_dropout,
+     "bert: hidden dropout of labelled forwards (embeddings, attention and MLP outputs, pooled output); "
+     "forwards without labels never drop", NULL},
     {"num_labels", (getter)get_num_labels, NULL, "classes of a bert classifier's head (1: regression), 0 for decoders",
      NULL},
     {"is_lora", (getter)get_is_lora, NULL, "LoRA over a frozen base", NULL},

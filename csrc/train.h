@@ -142,6 +142,11 @@ void ecm_lora_backward(ecm_lora *a, float *dx, const float *dout, int ldo, const
                        float dropout, uint64_t stream, float *xd, float *dxa, float *work);
 /* w[n0:n0+n, :] += scale * B @ A, w (N, K) row-major. */
 void ecm_lora_merge(float *w, const ecm_lora *a, float scale);
+/* Inverted dropout with a mask named by stream (no mask is stored; the
+ * same stream regenerates it): out[i] = x[i] / (1 - p) when
+ * splitmix64's finaliser of stream + 0x9e3779b97f4a7c15 * (i + 1) >= p * 2^64,
+ * else 0. In place is fine. Its backward is the same call on the gradient. */
+void ecm_dropout_apply(float *out, const float *x, size_t n, float p, uint64_t stream);
 /* A ~ U(-1/sqrt(K), 1/sqrt(K)) (PEFT's kaiming-uniform), B = 0. */
 void ecm_lora_init(ecm_lora *a, uint64_t seed);
 
@@ -220,6 +225,9 @@ typedef struct {
     float *fch, *fact;                   /* (L, BT, F) MLP pre-activation, GELU */
     float *h2, *ln2_mean, *ln2_rstd;     /* (L, BT, C) mid + MLP (before ffn_out_norm), (L, BT) x2 */
     float *pool;                         /* (B, C) tanh(pooler([CLS])) */
+    float *pool_drop;                    /* (B, C) dropout(pool), the classifier's input when dropping */
+    float *dtmp;                         /* (BT, C) gradient of a dropped branch */
+    int dropped;                         /* the last forward applied dropout */
     float *logits, *probs;               /* (B, NL); probs become dlogits in backward */
     float *losses;                       /* (B) */
     float *dx, *dh;                      /* (BT, C) */
@@ -237,6 +245,7 @@ typedef struct {
 typedef struct {
     ecm_config cfg;
     int n_labels;             /* bert: classes of the head (1: regression, MSE); 0 for decoders */
+    float hidden_dropout;     /* bert: dropout of labelled (training) forwards, HF's hidden_dropout_prob */
     int tied;                 /* lm_head is tok_embd */
     int lora_on;
     ecm_lora_config lcfg;

@@ -84,7 +84,7 @@ static ecm_status plan(ecm_train *tr, int B, int T) {
         {&A->qkv, L * BT * 3 * QD}, {&A->atty, L * BT * QD}, {&A->lse, L * BT * NH}, {&A->h1, L * BT * C},
         {&A->ln1_mean, L * BT}, {&A->ln1_rstd, L * BT}, {&A->mid, L * BT * C}, {&A->fch, L * BT * F},
         {&A->fact, L * BT * F}, {&A->h2, L * BT * C}, {&A->ln2_mean, L * BT}, {&A->ln2_rstd, L * BT},
-        {&A->pool, Bz * C}, {&A->logits, Bz * NL}, {&A->probs, Bz * NL}, {&A->losses, Bz}, {&A->dx, BT * C},
+        {&A->pool, Bz * C}, {&A->pool_drop, Bz * C}, {&A->dtmp, BT * C}, {&A->logits, Bz * NL}, {&A->probs, Bz * NL}, {&A->losses, Bz}, {&A->dx, BT * C},
         {&A->dh, BT * C}, {&A->dqkv, BT * 3 * QD}, {&A->datty, BT * QD}, {&A->dfch, BT * F}, {&A->dpool, Bz * C},
         {&tr->A.lora_xa, (size_t)tr->n_lora * BT * R}, {&tr->A.xd, R ? BT * maxK : 0}, {&tr->A.dxa, BT * R},
     };
@@ -176,6 +176,19 @@ static void linear_bwd(ecm_train *tr, float *dx, int lddx, int acc, float *dw, f
     if (db) ecm_bias_backward(db, dout, M, N);
 }
 
+/* Dropout sites of BertForSequenceClassification (attention probabilities
+ * aside): 0 the embeddings after their norm, 1 + 2l the attention output and
+ * 2 + 2l the MLP output of layer l (before their residual adds), 1 + 2L the
+ * pooled output. Site s of forward pass f (1-based) draws its mask from
+ * stream f * 0x9e3779b97f4a7c15 + (s + 1) * 0xbf58476d1ce4e5b9. */
+static uint64_t drop_stream(const ecm_train *tr, int site) {
+    return tr->fwd_count * 0x9e3779b97f4a7c15ULL + (uint64_t)(site + 1) * 0xbf58476d1ce4e5b9ULL;
+}
+
+static void drop(const ecm_train *tr, float *x, size_t n, int site) {
+    ecm_dropout_apply(x, x, n, tr->hidden_dropout, drop_stream(tr, site));
+}
+
 /* ---------------------------------------------------------------- forward */
 
 static ecm_status check_batch(const ecm_train *tr, const int32_t *ids, const int32_t *types, const uint8_t *mask,
@@ -245,6 +258,7 @@ ecm_status ecm_bert_train_forward(ecm_train *tr, const int32_t *ids, const int32
     }
     tr->fwd_count++;
     float scale = 1.0f / sqrtf((float)HD);
+    int dropping = A->dropped = tr->hidden_dropout > 0.0f && (labels || values);
 
     /* emb = word + position + type; x[0] = LayerNorm(emb) */
     for (int t = 0; t < BT; t++) {
@@ -255,6 +269,8 @@ ecm_status ecm_bert_train_forward(ecm_train *tr, const int32_t *ids, const int32
     }
     ecm_layernorm_forward_train(A->x, A->emb_mean, A->emb_rstd, A->emb, P->emb_norm_w, P->emb_norm_b, BT, C,
                                 c->norm_eps);
+    if (dropping) drop(tr, A->x, (size_t)BT * C, 0);
+    float *branch = A->dh; /* a dropped branch's output, before its residual add (dh is backward scratch) */
     for (int l = 0; l < L; l++) {
         const ecm_tlayer *p = &P->layers[l];
         const float *x = A->x + (size_t)l * BT * C;
@@ -268,17 +284,31 @@ ecm_status ecm_bert_train_forward(ecm_train *tr, const int32_t *ids, const int32
         st = ecm_attention_forward_train_masked(atty, lse, qkv, A->lens, 0, B, T, NH, NH, HD, scale, tr->attn_work,
                                                 tr->planned_threads);
         if (st != ECM_OK) return st;
-        memcpy(h1, x, (size_t)BT * C * sizeof(float)); /* h1 = x + atty @ Wo^T + bo */
-        linear(tr, h1, C, atty, QD, p->proj_w, p->proj_b, BT, C, QD, 1);
-        ecm_train_lora_forward(tr, l, 1, h1, C, atty, BT);
+        if (dropping) { /* h1 = x + dropout(atty @ Wo^T + bo) */
+            linear(tr, branch, C, atty, QD, p->proj_w, p->proj_b, BT, C, QD, 0);
+            ecm_train_lora_forward(tr, l, 1, branch, C, atty, BT);
+            drop(tr, branch, (size_t)BT * C, 1 + 2 * l);
+            ecm_add_forward(h1, x, branch, (size_t)BT * C);
+        } else {
+            memcpy(h1, x, (size_t)BT * C * sizeof(float)); /* h1 = x + atty @ Wo^T + bo */
+            linear(tr, h1, C, atty, QD, p->proj_w, p->proj_b, BT, C, QD, 1);
+            ecm_train_lora_forward(tr, l, 1, h1, C, atty, BT);
+        }
         ecm_layernorm_forward_train(mid, A->ln1_mean + (size_t)l * BT, A->ln1_rstd + (size_t)l * BT, h1,
                                     p->attn_norm_w, p->attn_norm_b, BT, C, c->norm_eps);
         linear(tr, fch, F, mid, C, p->up_w, p->up_b, BT, F, C, 0);
         ecm_train_lora_forward(tr, l, 2, fch, F, mid, BT);
         ecm_gelu_erf_forward(fact, fch, (size_t)BT * F);
-        memcpy(h2, mid, (size_t)BT * C * sizeof(float)); /* h2 = mid + fact @ Wd^T + bd */
-        linear(tr, h2, C, fact, F, p->down_w, p->down_b, BT, C, F, 1);
-        ecm_train_lora_forward(tr, l, 3, h2, C, fact, BT);
+        if (dropping) { /* h2 = mid + dropout(fact @ Wd^T + bd) */
+            linear(tr, branch, C, fact, F, p->down_w, p->down_b, BT, C, F, 0);
+            ecm_train_lora_forward(tr, l, 3, branch, C, fact, BT);
+            drop(tr, branch, (size_t)BT * C, 2 + 2 * l);
+            ecm_add_forward(h2, mid, branch, (size_t)BT * C);
+        } else {
+            memcpy(h2, mid, (size_t)BT * C * sizeof(float)); /* h2 = mid + fact @ Wd^T + bd */
+            linear(tr, h2, C, fact, F, p->down_w, p->down_b, BT, C, F, 1);
+            ecm_train_lora_forward(tr, l, 3, h2, C, fact, BT);
+        }
         ecm_layernorm_forward_train(out, A->ln2_mean + (size_t)l * BT, A->ln2_rstd + (size_t)l * BT, h2,
                                     p->ffn_norm_w, p->ffn_norm_b, BT, C, c->norm_eps);
     }
@@ -286,7 +316,13 @@ ecm_status ecm_bert_train_forward(ecm_train *tr, const int32_t *ids, const int32
     const float *last = A->x + (size_t)L * BT * C;
     linear(tr, A->pool, C, last, T * C, P->pool_w, P->pool_b, B, C, C, 0);
     for (size_t i = 0; i < (size_t)B * C; i++) A->pool[i] = tanhf(A->pool[i]);
-    linear(tr, A->logits, NL, A->pool, C, P->cls_w, P->cls_b, B, NL, C, 0);
+    const float *cls_in = A->pool;
+    if (dropping) { /* logits = dropout(pool) @ Wc^T + bc */
+        memcpy(A->pool_drop, A->pool, (size_t)B * C * sizeof(float));
+        drop(tr, A->pool_drop, (size_t)B * C, 1 + 2 * L);
+        cls_in = A->pool_drop;
+    }
+    linear(tr, A->logits, NL, cls_in, C, P->cls_w, P->cls_b, B, NL, C, 0);
     tr->n_counted = B;
     *loss = 0.0f;
     if (!labels && !values) return ECM_OK; /* inference: logits only */
@@ -326,8 +362,11 @@ ecm_status ecm_bert_train_backward(ecm_train *tr, float grad_scale) {
     } else { /* losses[b] = (z_b - y_b)^2: dz_b = 2 (z_b - y_b) / B */
         for (int b = 0; b < B; b++) dlogits[b] = 2.0f * (A->logits[b] - A->values[b]) * (grad_scale / (float)B);
     }
-    /* logits = pool @ Wc^T + bc */
-    linear_bwd(tr, A->dpool, C, 0, G->cls_w, G->cls_b, dlogits, A->pool, C, P->cls_w, B, NL, C);
+    /* logits = [dropout](pool) @ Wc^T + bc */
+    int dropping = A->dropped;
+    linear_bwd(tr, A->dpool, C, 0, G->cls_w, G->cls_b, dlogits, dropping ? A->pool_drop : A->pool, C, P->cls_w, B,
+               NL, C);
+    if (dropping) drop(tr, A->dpool, (size_t)B * C, 1 + 2 * L);
     /* pool = tanh(u): du = dpool (1 - pool^2) */
     for (size_t i = 0; i < (size_t)B * C; i++) A->dpool[i] *= 1.0f - A->pool[i] * A->pool[i];
     /* u = cls @ Wp^T + bp: d(last) is zero but on the [CLS] rows */
@@ -347,9 +386,14 @@ ecm_status ecm_bert_train_backward(ecm_train *tr, float grad_scale) {
         /* out = LN2(h2): dh = d(h2) */
         ecm_layernorm_backward(dh, g->ffn_norm_w, g->ffn_norm_b, dx, h2, p->ffn_norm_w, A->ln2_mean + (size_t)l * BT,
                                A->ln2_rstd + (size_t)l * BT, BT, C);
-        /* h2 = mid + fact @ Wd^T + bd: d(fact) into dfch */
-        linear_bwd(tr, A->dfch, F, 0, g->down_w, g->down_b, dh, fact, F, p->down_w, BT, C, F);
-        ecm_train_lora_backward(tr, l, 3, A->dfch, dh, C, fact, BT);
+        /* h2 = mid + [dropout](fact @ Wd^T + bd): d(fact) into dfch */
+        const float *dbr = dh;
+        if (dropping) {
+            drop(tr, memcpy(A->dtmp, dh, (size_t)BT * C * sizeof(float)), (size_t)BT * C, 2 + 2 * l);
+            dbr = A->dtmp;
+        }
+        linear_bwd(tr, A->dfch, F, 0, g->down_w, g->down_b, dbr, fact, F, p->down_w, BT, C, F);
+        ecm_train_lora_backward(tr, l, 3, A->dfch, dbr, C, fact, BT);
         /* fact = gelu(fch) */
         ecm_gelu_erf_backward(A->dfch, fch, A->dfch, (size_t)BT * F);
         /* fch = mid @ Wu^T + bu: d(mid) = dh + dfch @ Wu, into dx */
@@ -359,9 +403,14 @@ ecm_status ecm_bert_train_backward(ecm_train *tr, float grad_scale) {
         /* mid = LN1(h1): dh = d(h1) */
         ecm_layernorm_backward(dh, g->attn_norm_w, g->attn_norm_b, dx, h1, p->attn_norm_w,
                                A->ln1_mean + (size_t)l * BT, A->ln1_rstd + (size_t)l * BT, BT, C);
-        /* h1 = x + atty @ Wo^T + bo */
-        linear_bwd(tr, A->datty, QD, 0, g->proj_w, g->proj_b, dh, atty, QD, p->proj_w, BT, C, QD);
-        ecm_train_lora_backward(tr, l, 1, A->datty, dh, C, atty, BT);
+        /* h1 = x + [dropout](atty @ Wo^T + bo) */
+        dbr = dh;
+        if (dropping) {
+            drop(tr, memcpy(A->dtmp, dh, (size_t)BT * C * sizeof(float)), (size_t)BT * C, 1 + 2 * l);
+            dbr = A->dtmp;
+        }
+        linear_bwd(tr, A->datty, QD, 0, g->proj_w, g->proj_b, dbr, atty, QD, p->proj_w, BT, C, QD);
+        ecm_train_lora_backward(tr, l, 1, A->datty, dbr, C, atty, BT);
         ecm_status st = ecm_attention_backward_masked(A->dqkv, A->datty, qkv, atty, lse, A->lens, 0, B, T, NH, NH,
                                                       HD, scale, tr->attn_work, tr->planned_threads);
         if (st != ECM_OK) return st;
@@ -373,7 +422,8 @@ ecm_status ecm_bert_train_backward(ecm_train *tr, float grad_scale) {
         else ecm_train_lora_backward(tr, l, 0, dh, A->dqkv, QKV, x, BT); /* dA, dB only; dh is dead */
     }
     if (!need_dx0) return ECM_OK;
-    /* x[0] = LN(emb); emb = word + position + type */
+    /* x[0] = [dropout](LN(emb)); emb = word + position + type */
+    if (dropping) drop(tr, dx, (size_t)BT * C, 0);
     ecm_layernorm_backward(dh, G->emb_norm_w, G->emb_norm_b, dx, A->emb, P->emb_norm_w, A->emb_mean, A->emb_rstd, BT,
                            C);
     ecm_embedding_backward(G->tok_embd, G->pos_embd, dh, tr->ids, BT, T, C, c->vocab);

@@ -4,7 +4,7 @@
  * fuzz/build_san_train_bert.sh; exits non-zero on any failed check.
  *
  * Covers: full fine-tuning (3 classes) and regression (1 output) with
- * right padding down to a 1-token row, LoRA with dropout, re-planning for a
+ * right padding down to a 1-token row, LoRA with dropout and hidden dropout, re-planning for a
  * new batch shape, logits-only forwards, bad batches (every one must fail
  * cleanly), a batch large enough for the threaded paths of every kernel, and
  * 1 vs 2 threads giving the same bits.
@@ -94,6 +94,8 @@ static void free_batch(batch *b) {
 }
 
 /* A few optimizer steps; returns the last loss, copies the final parameters to out. */
+static float hidden_dropout = 0.0f;
+
 static float train_steps(int n_threads, const ecm_config *cfg, int NL, const ecm_lora_config *lora, const batch *b,
                          int steps, float *out, size_t *n_out) {
     ecm_train tr;
@@ -101,6 +103,7 @@ static float train_steps(int n_threads, const ecm_config *cfg, int NL, const ecm
     CHECK(st == ECM_OK);
     if (st != ECM_OK) return NAN;
     tr.n_threads = n_threads;
+    tr.hidden_dropout = hidden_dropout;
     fill(&tr);
     if (lora) /* B starts at zero: give the adapters something to do */
         for (int i = 0; i < tr.n_lora; i++)
@@ -183,6 +186,7 @@ int main(void) {
     CHECK(a == c && !memcmp(p1, p2, n1 * 4));
     ecm_lora_config lora = {4, 8.0f, 0.1f, 7, (1u << ECM_LORA_Q) | (1u << ECM_LORA_K) | (1u << ECM_LORA_V) |
                                                   (1u << ECM_LORA_O) | (1u << ECM_LORA_UP) | (1u << ECM_LORA_DOWN)};
+    hidden_dropout = 0.1f; /* from here on */
     a = train_steps(1, &small, 3, &lora, &b, 3, p1, &n1);
     c = train_steps(2, &small, 3, &lora, &b, 3, p2, &n2);
     CHECK(a == c && !memcmp(p1, p2, n1 * 4));

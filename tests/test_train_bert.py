@@ -111,6 +111,67 @@ def test_gradients_match_autograd(model_dir):
         tr.backward()
 
 
+def engine_dropout_mask(stream, n, p):
+    """The engine's dropout mask (ecm_dropout_apply), rebuilt in NumPy: keep
+    element i when splitmix64's finaliser of stream + golden * (i + 1) >= p 2^64."""
+    M = np.uint64(0xFFFFFFFFFFFFFFFF)
+    with np.errstate(over="ignore"):
+        z = (np.uint64(stream) + np.uint64(0x9e3779b97f4a7c15) * np.arange(1, n + 1, dtype=np.uint64)) & M
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xbf58476d1ce4e5b9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94d049bb133111eb)
+        z = z ^ (z >> np.uint64(31))
+    keep = z >= np.uint64(int(p * 2.0 ** 64))
+    return keep.astype(np.float32) * np.float32(1.0 / np.float32(1.0 - np.float32(p)))
+
+
+def test_dropout_matches_torch_with_the_same_masks(tmp_path):
+    """Hidden dropout at BertForSequenceClassification's sites (embeddings,
+    attention and MLP outputs, pooled output; attention probabilities aside):
+    torch runs with the engine's masks, rebuilt from their documented streams."""
+    import torch
+
+    nl, p = 3, 0.3
+    m = tiny_cls(nl, seed=9).train()
+    m.save_pretrained(tmp_path, safe_serialization=True)
+    tr, *_ = build_classifier_trainer(str(tmp_path), nl, n_threads=2)
+    tr.dropout = p
+    ids, mask, tt, labels = batch(12, num_labels=nl)
+    B, T = ids.shape
+    L = m.config.num_hidden_layers
+    f = tr.forward_count + 1  # the forward pass about to run
+    sites = {"bert.embeddings.dropout": 0, "dropout": 1 + 2 * L}
+    for l in range(L):
+        sites[f"bert.encoder.layer.{l}.attention.output.dropout"] = 1 + 2 * l
+        sites[f"bert.encoder.layer.{l}.output.dropout"] = 2 + 2 * l
+    mods = dict(m.named_modules())
+    M64 = (1 << 64) - 1
+    for name, site in sites.items():
+        stream = (f * 0x9e3779b97f4a7c15 + (site + 1) * 0xbf58476d1ce4e5b9) & M64
+
+        def fwd(x, stream=stream):
+            return x * torch.tensor(engine_dropout_mask(stream, x.numel(), p)).reshape(x.shape)
+
+        mods[name].forward = fwd
+    loss = tr.forward_backward(ids, labels, mask, tt)
+    out = torch_out(m, ids, mask, tt, labels)
+    out.loss.backward()
+    assert abs(loss - out.loss.item()) <= 1e-5 * abs(out.loss.item())
+    assert rel(tr.logits(), out.logits.detach().numpy()) <= 1e-5
+    expected = engine_grads(m)
+    errs = {n: rel(g, expected[n]) for n, g in tr.gradients().items()}
+    assert max(errs.values()) <= TOL, sorted(errs.items(), key=lambda kv: -kv[1])[:5]
+    # forwards without labels (evaluation) never drop
+    m.eval()
+    for name in sites:
+        del mods[name].forward  # back to nn.Dropout, inactive in eval mode
+    tr.forward(ids, None, mask, tt)
+    with torch.no_grad():
+        ref = torch_out(m, ids, mask, tt, labels).logits.numpy()
+    assert rel(tr.logits(), ref) <= 1e-5
+    with pytest.raises(BadRequestError, match="dropout"):
+        tr.dropout = 1.0
+
+
 def test_padding_is_invisible(model_dir):
     """More right padding changes no logit and no gradient beyond rounding."""
     nl, _, path = model_dir
@@ -140,6 +201,7 @@ def test_threads_give_identical_results(tmp_path):
     out = []
     for nt in (1, 2):
         tr, *_ = build_classifier_trainer(str(tmp_path), 2, n_threads=nt)
+        tr.dropout = 0.1
         loss = tr.forward_backward(ids, labels, mask, tt)
         tr.step(1e-3, weight_decay=0.1, max_grad_norm=1.0)
         out.append((loss, {n: g.copy() for n, g in tr.gradients().items()},
@@ -383,8 +445,14 @@ def test_fine_tune_classifier_lora_and_regression(tiny_with_tokenizer, tmp_path)
 
     texts, labels = toy_reviews(8, 2)
     clf, hist = fine_tune_classifier(tiny_with_tokenizer, texts, labels, epochs=15, batch_size=8, lora_rank=4,
-                                     lr=3e-2, warmup=0, n_threads=1, progress=False)
-    assert len(hist) == 15 and hist[-1]["loss"] < hist[0]["loss"] - 0.01, [h["loss"] for h in hist]
+                                     lr=3e-2, warmup=0, n_threads=1, progress=False, dropout=0.1,
+                                     validation=(texts, labels))
+    assert len(hist) == 15 and hist[-1]["val_loss"] < hist[0]["val_loss"] - 0.01, [h["val_loss"] for h in hist]
+    # validation runs without dropout: its accuracy is the inference engine's
+    assert hist[-1]["val_accuracy"] == np.mean(np.array(clf.predict(texts)) == np.array(labels))
+    probs = clf.predict_proba(texts)
+    ce = -np.mean(np.log(probs[np.arange(8), [clf.labels.index(x) for x in labels]]))
+    assert abs(hist[-1]["val_loss"] - ce) <= 1e-5 * ce
     # the adapters are merged into the saved encoder
     out = clf.save(tmp_path / "lora")
     hm = transformers.BertForSequenceClassification.from_pretrained(out).eval()
@@ -416,6 +484,7 @@ def test_fine_tune_classifier_lora_and_regression(tiny_with_tokenizer, tmp_path)
     (dict(texts=["a", "b"], labels=["x", "y"], validation=(["c"], ["x", "y"])), "validation", "2 entries"),
     (dict(texts=["a", "b"], labels=["x", "y"], problem_type="regression"), "labels", "numbers"),
     (dict(texts=["a", "b"], labels=["x", "y"], problem_type="multi"), "problem_type", "problem_type"),
+    (dict(texts=["a", "b"], labels=["x", "y"], dropout=1.0), "dropout", r"\[0, 1\)"),
 ])
 def test_fine_tune_classifier_bad_input(tiny_with_tokenizer, kwargs, param, match):
     texts, labels = kwargs.pop("texts"), kwargs.pop("labels")

@@ -362,15 +362,19 @@ class ClassifierHistory(list):
 
 
 def _evaluate(tr, tok, texts, y, batch_size, max_length, regression):
-    """(mean loss, accuracy or None) of the trainer's current weights."""
+    """(mean loss, accuracy or None) of the trainer's current weights, without dropout."""
     total, correct = 0.0, 0
-    for i in range(0, len(texts), batch_size):
-        ids, mask, types = _encode(tok, texts[i:i + batch_size], max_length)
-        yb = y[i:i + batch_size]
-        loss = tr.forward(ids, yb, mask, types)
-        total += loss * len(yb)
-        if not regression:
-            correct += int((tr.logits().argmax(axis=1) == yb).sum())
+    p, tr.dropout = tr.dropout, 0.0
+    try:
+        for i in range(0, len(texts), batch_size):
+            ids, mask, types = _encode(tok, texts[i:i + batch_size], max_length)
+            yb = y[i:i + batch_size]
+            loss = tr.forward(ids, yb, mask, types)
+            total += loss * len(yb)
+            if not regression:
+                correct += int((tr.logits().argmax(axis=1) == yb).sum())
+    finally:
+        tr.dropout = p
     return total / len(texts), (None if regression else correct / len(texts))
 
 
@@ -380,7 +384,8 @@ def fine_tune_classifier(model_or_path, texts: Sequence[str], labels: Sequence, 
                          warmup: float = 0.1, min_lr: float = 0.0, weight_decay: float = 0.01, beta1: float = 0.9,
                          beta2: float = 0.999, eps: float = 1e-8, grad_clip: float = 1.0, lora_rank: int = 0,
                          lora_alpha: Optional[float] = None, lora_dropout: float = 0.0,
-                         lora_targets: Sequence[str] = ("q", "v"), eval_every: Optional[int] = None,
+                         lora_targets: Sequence[str] = ("q", "v"), dropout: Optional[float] = None,
+                         eval_every: Optional[int] = None,
                          max_steps: Optional[int] = None, seed: int = 0, n_threads: Optional[int] = None,
                          progress: bool = True, callback: Optional[Callable[[dict], None]] = None
                          ) -> Tuple[TextClassifier, ClassifierHistory]:
@@ -395,6 +400,9 @@ def fine_tune_classifier(model_or_path, texts: Sequence[str], labels: Sequence, 
     validation: a fraction of the data held out (stratified by nothing: a
     seeded shuffle), or (texts, labels); evaluated every ``eval_every`` steps
     (default: each epoch end) for val_loss and val_accuracy.
+    dropout: hidden dropout while training (embeddings, attention and MLP
+    outputs, pooled output; not the attention probabilities); None: the
+    checkpoint's hidden_dropout_prob, as transformers trains it.
     The learning rate (default 1e-4 full, 3e-3 LoRA) warms up linearly over
     ``warmup`` (a fraction of the steps if < 1, else a step count), then
     follows a cosine to min_lr. AdamW decays the matrices by weight_decay;
@@ -421,9 +429,13 @@ def fine_tune_classifier(model_or_path, texts: Sequence[str], labels: Sequence, 
     for t in lora_targets:
         if t not in LORA_TARGETS:
             raise BadRequestError(f"unknown lora target {t!r} ({', '.join(LORA_TARGETS)})", param="lora_targets")
-    for name, val in (("lr", lr), ("weight_decay", weight_decay), ("warmup", warmup), ("min_lr", min_lr)):
-        if val is not None and (not isinstance(val, (int, float)) or not np.isfinite(val) or val < 0):
+    for name, val in (("lr", lr), ("weight_decay", weight_decay), ("warmup", warmup), ("min_lr", min_lr),
+                      ("dropout", dropout)):
+        if val is not None and (isinstance(val, bool) or not isinstance(val, (int, float)) or not np.isfinite(val)
+                                or val < 0):
             raise BadRequestError(f"{name} must be a non-negative number, got {val!r}", param=name)
+    if dropout is not None and dropout >= 1:
+        raise BadRequestError(f"dropout must be in [0, 1), got {dropout!r}", param="dropout")
 
     texts = _check_texts(texts, "texts")
     names = list(label_names) if label_names is not None else None
@@ -463,6 +475,10 @@ def fine_tune_classifier(model_or_path, texts: Sequence[str], labels: Sequence, 
     if lr is None:  # what all-MiniLM-L6-v2 learned best with on the shop's reviews (docs/classify.md)
         lr = 3e-3 if lora_rank else 1e-4
     tr, cfg, ecfg = build_classifier_trainer(path, num_labels, lora=lcfg, n_threads=n_threads, seed=seed)
+    if dropout is None:
+        dropout = cfg.get("hidden_dropout_prob", 0.1)
+        dropout = float(dropout) if isinstance(dropout, (int, float)) and 0 <= dropout < 1 else 0.0
+    tr.dropout = float(dropout)
     max_length = min(int(max_length), ecfg["max_pos"])
 
     n = len(texts)
