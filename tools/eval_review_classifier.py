@@ -3,7 +3,7 @@ engine (ecomlm.engine.classify) on the shop's labelled reviews, and compare
 held-out accuracy with the untrained head and with a logistic regression on
 the frozen sentence embeddings (what ReviewAnalyzer's sentiment head does).
 
-    python tools/eval_review_classifier.py [--epochs 3] [--lora-rank 0] [--threads 2]
+    python tools/eval_review_classifier.py [--epochs 3] [--lora-rank 0] [--dropout 0.1] [--threads 2]
 
 Split: a seeded 70/30 shuffle of ecomlm/data/reviews.jsonl (English and
 Chinese reviews; labels negative / neutral / positive).
@@ -38,6 +38,7 @@ def main():
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-length", type=int, default=64)
     ap.add_argument("--lora-rank", type=int, default=0)
+    ap.add_argument("--dropout", type=float, default=0.0, help="0.1: the checkpoint's, as transformers trains")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -83,7 +84,8 @@ def main():
     t0 = time.perf_counter()
     clf, hist = fine_tune_classifier(path, tr_x, tr_y, validation=(te_x, te_y), epochs=args.epochs, lr=args.lr,
                                      batch_size=args.batch_size, max_length=args.max_length,
-                                     lora_rank=args.lora_rank, n_threads=args.threads, seed=args.seed,
+                                     lora_rank=args.lora_rank, dropout=args.dropout, n_threads=args.threads,
+                                     seed=args.seed,
                                      progress=False)
     secs = time.perf_counter() - t0
     after = accuracy(clf.predict(te_x), te_y)
@@ -94,7 +96,8 @@ def main():
                                     for h in hist if "val_loss" in h])
     rate = np.median([h["examples_per_s"] for h in hist])
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    kind = f"LoRA rank {args.lora_rank}" if args.lora_rank else "full"
+    kind = (f"LoRA rank {args.lora_rank}" if args.lora_rank else "full") + \
+        f", dropout {args.dropout}"
     print(f"held-out accuracy: untrained head {before:.3f} | frozen embeddings + logistic regression {frozen:.3f} | "
           f"fine-tuned ({kind}, {args.epochs} epochs, {len(hist)} steps) {after:.3f} (English reviews only "
           f"{after_en:.3f})")
