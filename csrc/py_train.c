@@ -58,10 +58,10 @@ static int parse_lora(PyObject *d, ecm_lora_config *l) {
 }
 
 static int trainer_init(TrainerObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"config", "n_threads", "tie_embeddings", "lora", "num_labels", NULL};
+    static char *kwlist[] = {"config", "n_threads", "tie_embeddings", "lora", "num_labels", "multi_label", NULL};
     PyObject *cfgobj, *nto = Py_None, *loraobj = Py_None;
-    int tied = 0, n_labels = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OpOi", kwlist, &cfgobj, &nto, &tied, &loraobj, &n_labels))
+    int tied = 0, n_labels = 0, multi = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OpOip", kwlist, &cfgobj, &nto, &tied, &loraobj, &n_labels, &multi))
         return -1;
     if (self->busy) {
         ecm_py_bad_request("the trainer is busy");
@@ -84,6 +84,12 @@ static int trainer_init(TrainerObject *self, PyObject *args, PyObject *kw) {
         return -1;
     }
     self->tr.n_threads = nt;
+    if (multi && cfg.arch != ECM_ARCH_BERT) {
+        ecm_train_free(&self->tr);
+        ecm_py_bad_request("multi_label applies to a bert classifier");
+        return -1;
+    }
+    self->tr.multi_label = multi;
     return 0;
 }
 
@@ -225,7 +231,7 @@ static PyObject *run_bert_batch(TrainerObject *self, PyObject *args, PyObject *k
     if (!usable(self, 1)) return NULL;
     PyArrayObject *ids = NULL, *lb = NULL, *mk = NULL, *ty = NULL;
     PyObject *result = NULL;
-    int regression = self->tr.n_labels == 1;
+    int multi = self->tr.multi_label, regression = self->tr.n_labels == 1 && !multi;
     ids = ecm_py_array(ido, NPY_INT32, 1, 2, "input_ids");
     if (!ids) goto done;
     int nd = PyArray_NDIM(ids);
@@ -255,7 +261,7 @@ static PyObject *run_bert_batch(TrainerObject *self, PyObject *args, PyObject *k
         }
     }
     if (lbo != Py_None) {
-        if (!regression) { /* class ids: refuse floats rather than truncate them */
+        if (!regression && !multi) { /* class ids: refuse floats rather than truncate them */
             PyArrayObject *raw = (PyArrayObject *)PyArray_FROM_O(lbo);
             if (!raw) {
                 PyErr_Clear();
@@ -271,9 +277,13 @@ static PyObject *run_bert_batch(TrainerObject *self, PyObject *args, PyObject *k
                 goto done;
             }
         }
-        lb = ecm_py_array(lbo, regression ? NPY_FLOAT32 : NPY_INT32, 0, 1, "labels");
+        lb = ecm_py_array(lbo, regression || multi ? NPY_FLOAT32 : NPY_INT32, multi ? 2 : 0, multi ? 2 : 1, "labels");
         if (!lb) goto done;
-        if (PyArray_SIZE(lb) != B) {
+        if (multi && (PyArray_DIM(lb, 0) != B || PyArray_DIM(lb, 1) != self->tr.n_labels)) {
+            ecm_py_bad_request("labels of a multi-label head must have shape (%ld, %d)", (long)B, self->tr.n_labels);
+            goto done;
+        }
+        if (!multi && PyArray_SIZE(lb) != B) {
             ecm_py_bad_request("labels must have one entry per sequence: %ld, got %ld", (long)B,
                                (long)PyArray_SIZE(lb));
             goto done;
@@ -287,8 +297,8 @@ static PyObject *run_bert_batch(TrainerObject *self, PyObject *args, PyObject *k
     self->busy = 1;
     Py_BEGIN_ALLOW_THREADS
     st = ecm_bert_train_forward(&self->tr, PyArray_DATA(ids), ty ? PyArray_DATA(ty) : NULL,
-                                mk ? PyArray_DATA(mk) : NULL, lb && !regression ? PyArray_DATA(lb) : NULL,
-                                lb && regression ? PyArray_DATA(lb) : NULL, (int)B, (int)T, &loss);
+                                mk ? PyArray_DATA(mk) : NULL, lb && !regression && !multi ? PyArray_DATA(lb) : NULL,
+                                lb && (regression || multi) ? PyArray_DATA(lb) : NULL, (int)B, (int)T, &loss);
     if (st == ECM_OK && do_backward) st = ecm_bert_train_backward(&self->tr, grad_scale);
     Py_END_ALLOW_THREADS
     self->busy = 0;
@@ -477,6 +487,7 @@ GETTER(get_adam_step, PyLong_FromLong(self->tr.adam_t))
 GETTER(get_n_trainable, PyLong_FromSize_t(self->tr.n_trainable))
 GETTER(get_tied, PyBool_FromLong(self->tr.tied))
 GETTER(get_num_labels, PyLong_FromLong(self->tr.n_labels))
+GETTER(get_multi_label, PyBool_FromLong(self->tr.multi_label))
 GETTER(get_lora_scale, PyFloat_FromDouble(self->tr.lora_on ? self->tr.lora_scale : 0.0))
 GETTER(get_is_lora, PyBool_FromLong(self->tr.lora_on))
 GETTER(get_forward_count, PyLong_FromUnsignedLongLong(self->tr.fwd_count))
@@ -585,6 +596,7 @@ static PyGetSetDef trainer_getset[] = {
     {"forward_count", (getter)get_forward_count, (setter)set_forward_count, "forward passes run", NULL},
     {"n_trainable", (getter)get_n_trainable, NULL, "trainable parameters", NULL},
     {"tied", (getter)get_tied, NULL, "lm_head shares tok_embd", NULL},
+    {"multi_label", (getter)get_multi_label, NULL, "bert: independent sigmoids with binary cross-entropy", NULL},
     {"dropout", (getter)get_dropout, (setter)set_dropout,
      "bert: hidden dropout of labelled forwards (embeddings, attention and MLP outputs, pooled output); "
      "forwards without labels never drop", NULL},
@@ -602,8 +614,9 @@ static PyTypeObject TrainerType = {
     .tp_basicsize = sizeof(TrainerObject),
     .tp_dealloc = (destructor)trainer_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Trainer(config, n_threads=None, tie_embeddings=False, lora=None, num_labels=0): training state of a "
-              "decoder, or of a bert encoder with a classification head of num_labels classes (1: regression).\n"
+    .tp_doc = "Trainer(config, n_threads=None, tie_embeddings=False, lora=None, num_labels=0, multi_label=False): "
+              "training state of a decoder, or of a bert encoder with a classification head of num_labels classes "
+              "(1: regression; multi_label: independent sigmoids, labels (B, num_labels) in [0, 1]).\n"
               "bert: forward(input_ids, labels=None, attention_mask=None, token_type_ids=None, grad_scale=1.0).",
     .tp_methods = trainer_methods,
     .tp_getset = trainer_getset,

@@ -236,7 +236,7 @@ typedef struct {
     float *dfch;                         /* (BT, F) */
     float *dpool;                        /* (B, C) */
     int32_t *types, *lens, *labels;      /* (BT), (B), (B) */
-    float *values;                       /* (B) regression targets */
+    float *values;                       /* (B) regression targets, or (B, NL) multi-label targets */
     /* capacity of the buffers behind them: a batch that fits is carved anew
      * without reallocating (dynamic padding changes T from batch to batch) */
     size_t cap_acts, cap_work, cap_attn, cap_ints;
@@ -246,6 +246,7 @@ typedef struct {
     ecm_config cfg;
     int n_labels;             /* bert: classes of the head (1: regression, MSE); 0 for decoders */
     float hidden_dropout;     /* bert: dropout of labelled (training) forwards, HF's hidden_dropout_prob */
+    int multi_label;          /* bert: n_labels independent sigmoids, binary cross-entropy */
     int tied;                 /* lm_head is tok_embd */
     int lora_on;
     ecm_lora_config lcfg;
@@ -304,8 +305,10 @@ void ecm_train_export(const ecm_train *tr, int i, float *dst, int merged);
  * sequences of T tokens: ids (B, T); types (B, T) token types or NULL (all 0);
  * attn_mask (B, T) or NULL: each row 1..1 0..0 (right padding, >= 1 token);
  * labels (B) classes in [0, n_labels) when n_labels > 1, values (B) targets
- * of the regression (n_labels == 1, mean squared error); both NULL: logits
- * only (*loss = 0, no backward). *loss: the mean over the batch, as
+ * of the regression (n_labels == 1, mean squared error), or with
+ * tr->multi_label values (B, n_labels) in [0, 1] (binary cross-entropy of
+ * each logit); both NULL: logits only (*loss = 0, no backward). *loss: the
+ * mean over the batch (and the labels for multi-label), as
  * BertForSequenceClassification computes it. */
 ecm_status ecm_bert_train_forward(ecm_train *tr, const int32_t *ids, const int32_t *types, const uint8_t *attn_mask,
                                   const int32_t *labels, const float *values, int B, int T, float *loss);

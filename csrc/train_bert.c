@@ -3,8 +3,9 @@
  * dropout): word + position + token-type embeddings and their LayerNorm,
  * post-LN blocks (bidirectional attention over the unpadded keys, biases
  * everywhere, GELU-erf MLP), the pooler (dense + tanh on the [CLS] row) and a
- * linear classifier; cross-entropy over the labels, or the mean squared error
- * when there is one label (regression).
+ * linear classifier; cross-entropy over the labels, the mean squared error
+ * when there is one label (regression), or a binary cross-entropy per label
+ * (multi-label).
  *
  * The slab, optimizer, LoRA adapters and export are train.c's; this file
  * lays out the bert tensors, plans the activations of a (B, T) batch and runs
@@ -108,7 +109,7 @@ static ecm_status plan(ecm_train *tr, int B, int T) {
     size_t bytes;
     if (!ecm_mul_size(total, 4, &bytes)) return ecm_fail(ECM_ERR_VALUE, "batch %d x %d is too large", B, T);
     int nt = tr->n_threads > 0 ? tr->n_threads : 1;
-    size_t attn = (size_t)nt * ecm_attention_train_work_floats(T, c->head_dim), ints = 2 * BT + 4 * Bz;
+    size_t attn = (size_t)nt * ecm_attention_train_work_floats(T, c->head_dim), ints = 2 * BT + 3 * Bz + Bz * NL;
     if (!(tr->acts && total <= A->cap_acts && work <= A->cap_work && attn <= A->cap_attn && ints <= A->cap_ints &&
           nt == tr->planned_threads)) {
         /* grow to hold this batch and the largest seen so far */
@@ -217,6 +218,14 @@ static ecm_status check_batch(const ecm_train *tr, const int32_t *ids, const int
                                                "right)", b);
         if (n == 0) return ecm_fail(ECM_ERR_VALUE, "attention_mask: row %d masks every token", b);
     }
+    if (tr->multi_label) {
+        if (labels) return ecm_fail(ECM_ERR_VALUE, "labels: a multi-label head takes (B, %d) targets in [0, 1]", NL);
+        for (size_t i = 0; values && i < (size_t)B * NL; i++)
+            if (!(values[i] >= 0.0f && values[i] <= 1.0f))
+                return ecm_fail(ECM_ERR_VALUE, "labels: target %g of example %d, label %d is not in [0, 1]",
+                                (double)values[i], (int)(i / NL), (int)(i % NL));
+        return ECM_OK;
+    }
     if (NL > 1 && values && !labels)
         return ecm_fail(ECM_ERR_VALUE, "labels: a classifier of %d classes takes class ids, not values", NL);
     if (NL == 1 && labels && !values)
@@ -254,8 +263,9 @@ ecm_status ecm_bert_train_forward(ecm_train *tr, const int32_t *ids, const int32
             for (n = 0; n < T && attn_mask[(size_t)b * T + n];) n++;
         A->lens[b] = n;
         A->labels[b] = labels ? labels[b] : 0;
-        A->values[b] = values ? values[b] : 0.0f;
     }
+    size_t n_values = tr->multi_label ? (size_t)B * tr->n_labels : (size_t)B;
+    for (size_t i = 0; i < n_values; i++) A->values[i] = values ? values[i] : 0.0f;
     tr->fwd_count++;
     float scale = 1.0f / sqrtf((float)HD);
     int dropping = A->dropped = tr->hidden_dropout > 0.0f && (labels || values);
@@ -327,7 +337,16 @@ ecm_status ecm_bert_train_forward(ecm_train *tr, const int32_t *ids, const int32
     *loss = 0.0f;
     if (!labels && !values) return ECM_OK; /* inference: logits only */
     double sum = 0.0;
-    if (NL > 1) {
+    if (tr->multi_label) { /* losses[b] = sum_j max(z, 0) - z y + log(1 + exp(-|z|)) */
+        for (int b = 0; b < B; b++) {
+            double s = 0.0;
+            for (int j = 0; j < NL; j++) {
+                double z = A->logits[(size_t)b * NL + j], y = A->values[(size_t)b * NL + j];
+                s += (z > 0 ? z : 0.0) - z * y + log1p(exp(-fabs(z)));
+            }
+            A->losses[b] = (float)s;
+        }
+    } else if (NL > 1) {
         memcpy(A->probs, A->logits, (size_t)B * NL * sizeof(float));
         ecm_crossentropy_forward(A->losses, A->probs, A->labels, NULL, B, NL);
     } else {
@@ -337,7 +356,7 @@ ecm_status ecm_bert_train_forward(ecm_train *tr, const int32_t *ids, const int32
         }
     }
     for (int b = 0; b < B; b++) sum += A->losses[b];
-    *loss = (float)(sum / B);
+    *loss = (float)(sum / (tr->multi_label ? (double)B * NL : (double)B));
     tr->have_fwd = 1;
     return ECM_OK;
 }
@@ -357,7 +376,11 @@ ecm_status ecm_bert_train_backward(ecm_train *tr, float grad_scale) {
 
     /* loss = mean_b losses[b]: dlogits (B, NL) in probs */
     float *dlogits = A->probs;
-    if (NL > 1) {
+    if (tr->multi_label) { /* loss = mean over B NL of BCE(z, y): dz = (sigmoid(z) - y) / (B NL) */
+        float k = grad_scale / ((float)B * (float)NL);
+        for (size_t i = 0; i < (size_t)B * NL; i++)
+            dlogits[i] = (float)(1.0 / (1.0 + exp(-(double)A->logits[i])) - A->values[i]) * k;
+    } else if (NL > 1) {
         ecm_crossentropy_backward(dlogits, A->labels, NULL, grad_scale / (float)B, B, NL);
     } else { /* losses[b] = (z_b - y_b)^2: dz_b = 2 (z_b - y_b) / B */
         for (int b = 0; b < B; b++) dlogits[b] = 2.0f * (A->logits[b] - A->values[b]) * (grad_scale / (float)B);

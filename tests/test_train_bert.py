@@ -111,6 +111,31 @@ def test_gradients_match_autograd(model_dir):
         tr.backward()
 
 
+def test_multi_label_gradients_match_autograd(tmp_path):
+    """problem_type multi_label_classification: one sigmoid per label,
+    BCEWithLogitsLoss averaged over examples and labels (soft targets too)."""
+    nl = 4
+    m = tiny_cls(nl, seed=13, problem_type="multi_label_classification")
+    m.save_pretrained(tmp_path, safe_serialization=True)
+    tr, *_ = build_classifier_trainer(str(tmp_path), nl, n_threads=2, multi_label=True)
+    assert tr.multi_label
+    ids, mask, tt, _ = batch(14)
+    y = (np.random.default_rng(14).random((len(ids), nl)) < 0.4).astype(np.float32)
+    y[0, 1] = 0.3  # a soft target
+    loss = tr.forward_backward(ids, y, mask, tt)
+    out = torch_out(m, ids, mask, tt, y)
+    out.loss.backward()
+    assert abs(loss - out.loss.item()) <= 1e-5 * abs(out.loss.item())
+    expected = engine_grads(m)
+    errs = {n: rel(g, expected[n]) for n, g in tr.gradients().items()}
+    assert max(errs.values()) <= TOL, sorted(errs.items(), key=lambda kv: -kv[1])[:5]
+    print(f"\nbert classifier, multi-label: max gradient error {max(errs.values()):.1e} over {len(errs)} tensors")
+    with pytest.raises(BadRequestError, match="shape"):
+        tr.forward_backward(ids, y[:, :2], mask, tt)
+    with pytest.raises(BadRequestError, match=r"not in \[0, 1\]"):
+        tr.forward_backward(ids, y + 1, mask, tt)
+
+
 def engine_dropout_mask(stream, n, p):
     """The engine's dropout mask (ecm_dropout_apply), rebuilt in NumPy: keep
     element i when splitmix64's finaliser of stream + golden * (i + 1) >= p 2^64."""
@@ -435,6 +460,41 @@ def test_fine_tune_classifier_learns_saves_and_loads(tiny_with_tokenizer, tmp_pa
         ref = torch.softmax(hm(**enc).logits, -1).numpy()
     assert np.abs(ref - probs).max() <= 1e-5
     assert hm.config.id2label == {0: "negative", 1: "positive"}
+
+
+def test_fine_tune_classifier_multi_label(tiny_with_tokenizer, tmp_path):
+    import torch
+    import transformers
+
+    texts = ["great fit and fast delivery", "broken zipper", "fast delivery", "runs small, broken seam",
+             "fits well", "slow delivery and it runs small", "nothing to say", "perfect fit"]
+    tags = [["fit", "shipping"], ["quality"], ["shipping"], ["fit", "quality"], ["fit"], ["shipping", "fit"], [],
+            ["fit"]]
+    clf, hist = fine_tune_classifier(tiny_with_tokenizer, texts, tags, problem_type="multi_label_classification",
+                                     epochs=20, batch_size=8, lr=1e-2, warmup=0, n_threads=1, progress=False,
+                                     validation=(texts, tags))
+    assert clf.labels == ["fit", "quality", "shipping"] and clf.problem_type == "multi_label_classification"
+    assert hist[-1]["val_loss"] < 0.75 * hist[0]["val_loss"], [h["val_loss"] for h in hist]
+    probs = clf.predict_proba(texts)
+    assert probs.shape == (8, 3)
+    y = np.zeros((8, 3))
+    for i, t in enumerate(tags):
+        y[i, [clf.labels.index(x) for x in t]] = 1
+    assert hist[-1]["val_accuracy"] == np.mean((probs >= 0.5) == (y == 1))
+    pred = clf.predict(texts)
+    assert all(isinstance(p, list) for p in pred) and pred[1] == ["quality"]
+    out = clf.save(tmp_path / "multi")
+    hm = transformers.BertForSequenceClassification.from_pretrained(out).eval()
+    assert hm.config.problem_type == "multi_label_classification"
+    enc = transformers.AutoTokenizer.from_pretrained(out)(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        ref = torch.sigmoid(hm(**enc).logits).numpy()
+    assert np.abs(ref - probs).max() <= 1e-5
+    assert np.abs(TextClassifier.load(out).predict_proba(texts) - probs).max() <= 1e-6
+    with pytest.raises(BadRequestError, match="list of labels") as e:
+        fine_tune_classifier(tiny_with_tokenizer, texts, ["fit"] * 8, problem_type="multi_label_classification",
+                             progress=False)
+    assert e.value.param == "labels"
 
 
 def test_fine_tune_classifier_lora_and_regression(tiny_with_tokenizer, tmp_path):

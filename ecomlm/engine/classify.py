@@ -10,8 +10,10 @@ in the C engine, and predict with it.
 
 The network is transformers' ``BertForSequenceClassification``: the encoder,
 a pooler (dense + tanh on the [CLS] token) and a linear classifier, trained
-with cross-entropy, or with the mean squared error for a regression
-(``problem_type="regression"``, one output). Dropout is not applied. A saved
+with cross-entropy, with the mean squared error for a regression
+(``problem_type="regression"``, one output), or with a binary cross-entropy per
+label (``problem_type="multi_label_classification"``: each text has any number of
+the labels). Hidden dropout is optional. A saved
 classifier is a Hugging Face model directory that transformers loads as
 ``BertForSequenceClassification`` and ecomlm.load as an encoder.
 """
@@ -33,6 +35,9 @@ from . import hf
 
 __all__ = ["fine_tune_classifier", "TextClassifier", "build_classifier_trainer", "ClassifierHistory"]
 
+MULTI = "multi_label_classification"
+PROBLEM_TYPES = ("single_label_classification", "regression", MULTI)
+
 LORA_TARGETS = ("q", "k", "v", "o", "up", "down")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 
@@ -50,9 +55,10 @@ def _head_tensor(store, names, shape):
 
 
 def build_classifier_trainer(path: str, num_labels: int, *, lora: Optional[dict] = None,
-                             n_threads: Optional[int] = None, seed: int = 0):
+                             n_threads: Optional[int] = None, seed: int = 0, multi_label: bool = False):
     """(trainer, hf config, engine config) of a bert model directory with a
-    classification head of num_labels outputs (1: regression).
+    classification head of num_labels outputs (1: regression; multi_label:
+    independent sigmoids).
 
     The pooler and classifier come from the checkpoint when it has them (a
     saved BertForSequenceClassification, or a BertModel's pooler); missing
@@ -64,7 +70,7 @@ def build_classifier_trainer(path: str, num_labels: int, *, lora: Optional[dict]
     if family != "bert":
         raise BadRequestError(f"a text classifier needs a bert encoder, not a {family} model", param="model")
     store = hf.TensorStore(hf.safetensors_files(path))
-    tr = _core.Trainer(ecfg, n_threads, False, lora, int(num_labels))
+    tr = _core.Trainer(ecfg, n_threads, False, lora, int(num_labels), bool(multi_label))
     plan, _ = hf.weight_plan("bert", cfg, ecfg, store)
     for slot, fetch, transposed in plan:
         tr.set_tensor(slot, fetch(), transposed)
@@ -188,13 +194,21 @@ class TextClassifier:
         """Class probabilities (N, num_labels), columns in the order of ``labels``."""
         if self.problem_type == "regression":
             raise BadRequestError("a regression head has no class probabilities; use predict()", param="texts")
-        return _softmax(self.logits(texts, batch_size).astype(np.float64)).astype(np.float32)
+        z = self.logits(texts, batch_size).astype(np.float64)
+        if self.problem_type == MULTI:  # each label on its own
+            return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+        return _softmax(z).astype(np.float32)
 
-    def predict(self, texts, batch_size: int = 64):
-        """The most likely label of each text (its name), or the regression value."""
+    def predict(self, texts, batch_size: int = 64, threshold: float = 0.5):
+        """The most likely label of each text (its name), the regression value,
+        or for a multi-label head the list of labels whose probability reaches threshold."""
         z = self.logits(texts, batch_size)
         if self.problem_type == "regression":
             return z[:, 0]
+        if self.problem_type == MULTI:
+            p = 1.0 / (1.0 + np.exp(-z.astype(np.float64)))
+            names = self.labels or [str(i) for i in range(self.num_labels)]
+            return [[names[j] for j in np.flatnonzero(row >= threshold)] for row in p]
         best = z.argmax(axis=1)
         return [self.labels[i] for i in best] if self.labels else best.tolist()
 
@@ -314,13 +328,52 @@ def _is_int(x) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
 
 
-def _label_ids(labels, n: int, names: Optional[List[str]], regression: bool, what: str):
+def _multi_hot(labels, names: Optional[List[str]], what: str):
+    """(N, n_labels) float32 targets of a multi-label head, and the label names.
+    Each entry is a list of label names or ids (possibly empty)."""
+    param = what.split()[0]
+    rows = []
+    for i, x in enumerate(labels):
+        if isinstance(x, (str, bytes)) or not isinstance(x, (list, tuple, set, frozenset)):
+            raise BadRequestError(f"{what}[{i}] must be a list of labels (multi-label), got {x!r}", param=param)
+        rows.append(list(x))
+    if names is None:
+        flat = [v for r in rows for v in r]
+        if flat and all(isinstance(v, str) for v in flat):
+            names = sorted(set(flat))
+        elif flat and all(_is_int(v) for v in flat) and min(flat) >= 0:
+            names = [str(i) for i in range(max(flat) + 1)]
+        else:
+            raise BadRequestError(f"{what}: give each text a list of label names or ids (not a mix)", param=param)
+    index = {nm: j for j, nm in enumerate(names)}
+    y = np.zeros((len(rows), len(names)), np.float32)
+    for i, r in enumerate(rows):
+        for v in r:
+            if isinstance(v, str) and v in index:
+                y[i, index[v]] = 1.0
+            elif _is_int(v) and 0 <= v < len(names):
+                y[i, int(v)] = 1.0
+            else:
+                raise BadRequestError(f"{what}[{i}]: unknown label {v!r} (labels: {names})", param=param)
+    return y, list(names)
+
+
+def _label_ids(labels, n: int, names: Optional[List[str]], regression: bool, what: str, multi: bool = False):
     """(array of class ids or float values, class names)."""
     if isinstance(labels, (str, bytes)) or labels is None:
         raise BadRequestError(f"{what} must be a list with one label per text", param=what.split()[0])
+    if multi and isinstance(labels, np.ndarray) and labels.ndim == 2:  # 0/1 rows
+        if len(labels) != n:
+            raise BadRequestError(f"{what} has {len(labels)} rows for {n} texts", param=what.split()[0])
+        names = names or [str(j) for j in range(labels.shape[1])]
+        if labels.shape[1] != len(names) or not np.isin(labels, (0, 1)).all():
+            raise BadRequestError(f"{what}: 0/1 rows of {len(names)} labels expected", param=what.split()[0])
+        return labels.astype(np.float32), list(names)
     labels = labels.tolist() if isinstance(labels, np.ndarray) else list(labels)
     if len(labels) != n:
         raise BadRequestError(f"{what} has {len(labels)} entries for {n} texts", param=what.split()[0])
+    if multi:
+        return _multi_hot(labels, names, what)
     if regression:
         if not all(isinstance(x, (int, float, np.number)) and not isinstance(x, bool) for x in labels):
             raise BadRequestError(f"{what} of a regression must be numbers", param=what.split()[0])
@@ -361,8 +414,9 @@ class ClassifierHistory(list):
     classifier: Optional[TextClassifier] = None
 
 
-def _evaluate(tr, tok, texts, y, batch_size, max_length, regression):
-    """(mean loss, accuracy or None) of the trainer's current weights, without dropout."""
+def _evaluate(tr, tok, texts, y, batch_size, max_length, regression, multi=False):
+    """(mean loss, accuracy or None) of the trainer's current weights, without
+    dropout. Multi-label: the share of (text, label) decisions right at 0.5."""
     total, correct = 0.0, 0
     p, tr.dropout = tr.dropout, 0.0
     try:
@@ -371,11 +425,14 @@ def _evaluate(tr, tok, texts, y, batch_size, max_length, regression):
             yb = y[i:i + batch_size]
             loss = tr.forward(ids, yb, mask, types)
             total += loss * len(yb)
-            if not regression:
+            if multi:
+                correct += int(((tr.logits() >= 0) == (yb >= 0.5)).sum())
+            elif not regression:
                 correct += int((tr.logits().argmax(axis=1) == yb).sum())
     finally:
         tr.dropout = p
-    return total / len(texts), (None if regression else correct / len(texts))
+    n = len(texts) * (y.shape[1] if multi else 1)
+    return total / len(texts), (None if regression else correct / n)
 
 
 def fine_tune_classifier(model_or_path, texts: Sequence[str], labels: Sequence, *, validation=None,
@@ -396,7 +453,10 @@ def fine_tune_classifier(model_or_path, texts: Sequence[str], labels: Sequence, 
 
     labels: class names (strings) or class ids (integers); label_names fixes
     the classes and their order. problem_type="regression" trains one output
-    with the mean squared error on numeric labels.
+    with the mean squared error on numeric labels; "multi_label_classification"
+    takes a list of labels per text (names or ids, possibly empty), or an
+    (N, n_labels) array of 0/1, and trains one sigmoid per label (binary
+    cross-entropy).
     validation: a fraction of the data held out (stratified by nothing: a
     seeded shuffle), or (texts, labels); evaluated every ``eval_every`` steps
     (default: each epoch end) for val_loss and val_accuracy.
@@ -417,10 +477,9 @@ def fine_tune_classifier(model_or_path, texts: Sequence[str], labels: Sequence, 
     from .finetune import TrainingDivergedError, trainer_to_model
     from .model import Model
 
-    if problem_type not in (None, "single_label_classification", "regression"):
-        raise BadRequestError("problem_type must be 'single_label_classification' or 'regression'",
-                              param="problem_type")
-    regression = problem_type == "regression"
+    if problem_type not in (None,) + PROBLEM_TYPES:
+        raise BadRequestError(f"problem_type must be one of {', '.join(PROBLEM_TYPES)}", param="problem_type")
+    regression, multi = problem_type == "regression", problem_type == MULTI
     for name, val, lo in (("epochs", epochs, 1), ("batch_size", batch_size, 1), ("max_length", max_length, 2),
                           ("lora_rank", lora_rank, 0)):
         if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < lo:
@@ -443,8 +502,8 @@ def fine_tune_classifier(model_or_path, texts: Sequence[str], labels: Sequence, 
     names = list(label_names) if label_names is not None else None
     if names is not None and (not names or len(set(names)) != len(names)):
         raise BadRequestError("label_names must be distinct and not empty", param="label_names")
-    y, names = _label_ids(labels, len(texts), names, regression, "labels")
-    if not regression and len(names) < 2:
+    y, names = _label_ids(labels, len(texts), names, regression, "labels", multi)
+    if not regression and not multi and len(names) < 2:
         raise BadRequestError(f"a classifier needs at least 2 classes, got {names}", param="labels")
     rng = random.Random(seed)
     if validation is None or isinstance(validation, (float, int)) and not isinstance(validation, bool):
@@ -463,7 +522,7 @@ def fine_tune_classifier(model_or_path, texts: Sequence[str], labels: Sequence, 
         texts, y = [texts[i] for i in tr_idx], y[tr_idx]
     elif isinstance(validation, (tuple, list)) and len(validation) == 2:
         val_texts = _check_texts(validation[0], "validation texts")
-        val_y, _ = _label_ids(validation[1], len(val_texts), names, regression, "validation labels")
+        val_y, _ = _label_ids(validation[1], len(val_texts), names, regression, "validation labels", multi)
     else:
         raise BadRequestError("validation must be a fraction or (texts, labels)", param="validation")
 
@@ -476,7 +535,8 @@ def fine_tune_classifier(model_or_path, texts: Sequence[str], labels: Sequence, 
                     dropout=float(lora_dropout), targets=list(lora_targets), seed=int(seed))
     if lr is None:  # what all-MiniLM-L6-v2 learned best with on the shop's reviews (docs/classify.md)
         lr = 3e-3 if lora_rank else 1e-4
-    tr, cfg, ecfg = build_classifier_trainer(path, num_labels, lora=lcfg, n_threads=n_threads, seed=seed)
+    tr, cfg, ecfg = build_classifier_trainer(path, num_labels, lora=lcfg, n_threads=n_threads, seed=seed,
+                                             multi_label=multi)
     if dropout is None:
         dropout = cfg.get("hidden_dropout_prob", 0.1)
         dropout = float(dropout) if isinstance(dropout, (int, float)) and 0 <= dropout < 1 else 0.0
@@ -513,7 +573,7 @@ def fine_tune_classifier(model_or_path, texts: Sequence[str], labels: Sequence, 
                 end_of_epoch = b0 + batch_size >= n or step == total
                 if len(val_texts) and ((eval_every and step % eval_every == 0) or
                                        (not eval_every and end_of_epoch) or step == total):
-                    vl, va = _evaluate(tr, tok, val_texts, val_y, batch_size, max_length, regression)
+                    vl, va = _evaluate(tr, tok, val_texts, val_y, batch_size, max_length, regression, multi)
                     rec["val_loss"] = vl
                     if va is not None:
                         rec["val_accuracy"] = va
@@ -530,7 +590,7 @@ def fine_tune_classifier(model_or_path, texts: Sequence[str], labels: Sequence, 
     head = {n_: tr.export(n_, True) for n_ in ("pooler.weight", "pooler.bias", "classifier.weight",
                                                "classifier.bias")}
     clf = TextClassifier(model, head, None if regression else names,
-                         problem_type="regression" if regression else "single_label_classification",
+                         problem_type=problem_type or "single_label_classification",
                          max_length=max_length, hf_config=cfg)
     clf._encoder = {s: tr.export(s, True) for s, _ in tr.slots() if ".lora_" not in s and s not in head}
     history.classifier = clf
