@@ -4,7 +4,8 @@
  * fuzz/build_san_train_bert.sh; exits non-zero on any failed check.
  *
  * Covers: full fine-tuning (3 classes) and regression (1 output) with
- * right padding down to a 1-token row, LoRA with dropout and hidden dropout, re-planning for a
+ * right padding down to a 1-token row, multi-label, LoRA with dropout and
+ * hidden dropout, re-planning for a
  * new batch shape, logits-only forwards, bad batches (every one must fail
  * cleanly), a batch large enough for the threaded paths of every kernel, and
  * 1 vs 2 threads giving the same bits.
@@ -190,6 +191,22 @@ int main(void) {
     a = train_steps(1, &small, 3, &lora, &b, 3, p1, &n1);
     c = train_steps(2, &small, 3, &lora, &b, 3, p2, &n2);
     CHECK(a == c && !memcmp(p1, p2, n1 * 4));
+    /* multi-label: (B, NL) targets in [0, 1], binary cross-entropy */
+    {
+        ecm_train tr;
+        CHECK(ecm_train_init_head(&tr, &small, 0, 3, NULL) == ECM_OK);
+        tr.multi_label = 1;
+        tr.n_threads = 2;
+        fill(&tr);
+        float y[4 * 3], loss = 0.0f;
+        for (int i = 0; i < 12; i++) y[i] = (float)(i % 3 == 0);
+        CHECK(ecm_bert_train_forward(&tr, b.ids, b.types, b.mask, NULL, y, 4, 9, &loss) == ECM_OK && loss > 0.0f);
+        CHECK(ecm_train_backward(&tr, 1.0f) == ECM_OK);
+        y[5] = 1.5f;
+        CHECK(ecm_bert_train_forward(&tr, b.ids, b.types, b.mask, NULL, y, 4, 9, &loss) == ECM_ERR_VALUE);
+        CHECK(ecm_bert_train_forward(&tr, b.ids, b.types, b.mask, b.labels, NULL, 4, 9, &loss) == ECM_ERR_VALUE);
+        ecm_train_free(&tr);
+    }
     free_batch(&b);
     /* large enough for the threaded paths (B T C >= 32768) */
     ecm_config big = bert_config(64, 4, 128, 300, 80);
