@@ -137,6 +137,10 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # no overflow for large |z|
+
+
 class TextClassifier:
     """A bert encoder with a pooler and a classification (or regression) head.
 
@@ -185,7 +189,7 @@ class TextClassifier:
         out = []
         for i in range(0, len(texts), batch_size):
             ids, mask, types = _encode(tok, texts[i:i + batch_size], self.max_length)
-            cls = self.model._core.embed(ids, mask, types, "cls", False)  # last hidden state of [CLS]
+            cls = self.model.embed(ids, mask, types, pooling="cls", normalize=False)  # last hidden state of [CLS]
             pooled = np.tanh(cls @ self.head["pooler.weight"].T + self.head["pooler.bias"])
             out.append(pooled @ self.head["classifier.weight"].T + self.head["classifier.bias"])
         return np.concatenate(out, axis=0).astype(np.float32)
@@ -196,7 +200,7 @@ class TextClassifier:
             raise BadRequestError("a regression head has no class probabilities; use predict()", param="texts")
         z = self.logits(texts, batch_size).astype(np.float64)
         if self.problem_type == MULTI:  # each label on its own
-            return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+            return _sigmoid(z).astype(np.float32)
         return _softmax(z).astype(np.float32)
 
     def predict(self, texts, batch_size: int = 64, threshold: float = 0.5):
@@ -206,7 +210,7 @@ class TextClassifier:
         if self.problem_type == "regression":
             return z[:, 0]
         if self.problem_type == MULTI:
-            p = 1.0 / (1.0 + np.exp(-z.astype(np.float64)))
+            p = _sigmoid(z.astype(np.float64))
             names = self.labels or [str(i) for i in range(self.num_labels)]
             return [[names[j] for j in np.flatnonzero(row >= threshold)] for row in p]
         best = z.argmax(axis=1)
