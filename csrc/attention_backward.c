@@ -1,6 +1,7 @@
-/* attention_backward.c: causal self-attention for training (forward that
- * keeps the log-sum-exp of each score row, and its backward), and the
- * backward of rotary embeddings.
+/* attention_backward.c: self-attention for training (forward that keeps
+ * the log-sum-exp of each score row, and its backward), causal (decoders)
+ * or bidirectional over the first len[b] keys of each sequence (encoders with
+ * right padding), and the backward of rotary embeddings.
  *
  * Only the log-sum-exp (B, NH, T) is kept, not the (B, NH, T, T)
  * probabilities: the backward recomputes the scores with one GEMM, which
@@ -36,18 +37,36 @@ static int threads_for(int n_tasks) {
     return nt < n_tasks ? nt : n_tasks;
 }
 
-/* s[T, T] = scale * q_h @ k^T, causal; p = exp(s - lse) in place (0 above the diagonal). */
-static void scores(float *s, const float *q, const float *k, int ld, int T, int HD, float scale, float *pack) {
+/* Keys row i may see: [0, end), end = min(i + 1, len) when causal, else len. */
+static inline int row_end(int i, int len, int causal) { return causal && i + 1 < len ? i + 1 : len; }
+
+/* s[T, T] = scale * q_h @ k^T on the visible keys, -inf elsewhere. */
+static void scores(float *s, const float *q, const float *k, int ld, int T, int HD, float scale, int len, int causal,
+                   float *pack) {
     ecm_matmul_f32(s, T, q, ld, k, ld, 0, T, T, HD, pack);
     for (int i = 0; i < T; i++) {
         float *row = s + (size_t)i * T;
-        for (int j = 0; j <= i; j++) row[j] *= scale;
-        for (int j = i + 1; j < T; j++) row[j] = -INFINITY;
+        int end = row_end(i, len, causal);
+        for (int j = 0; j < end; j++) row[j] *= scale;
+        for (int j = end; j < T; j++) row[j] = -INFINITY;
     }
 }
 
 ecm_status ecm_attention_forward_train(float *out, float *lse, const float *qkv, int B, int T, int NH, int NKV,
                                        int HD, float scale, float *work, int max_threads) {
+    return ecm_attention_forward_train_masked(out, lse, qkv, NULL, 1, B, T, NH, NKV, HD, scale, work, max_threads);
+}
+
+ecm_status ecm_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
+                                  const float *lse, int B, int T, int NH, int NKV, int HD, float scale, float *work,
+                                  int max_threads) {
+    return ecm_attention_backward_masked(dqkv, dout, qkv, out, lse, NULL, 1, B, T, NH, NKV, HD, scale, work,
+                                         max_threads);
+}
+
+ecm_status ecm_attention_forward_train_masked(float *out, float *lse, const float *qkv, const int32_t *lens,
+                                              int causal, int B, int T, int NH, int NKV, int HD, float scale,
+                                              float *work, int max_threads) {
     int QD = NH * HD, KVD = NKV * HD, QKV = QD + 2 * KVD, group = NH / NKV;
     int n_tasks = B * NH;
     int nt = threads_for(n_tasks);
@@ -68,19 +87,21 @@ ecm_status ecm_attention_forward_train(float *out, float *lse, const float *qkv,
             const float *base = qkv + (size_t)b * T * QKV;
             const float *q = base + (size_t)h * HD, *k = base + QD + (size_t)kvh * HD,
                         *v = base + QD + KVD + (size_t)kvh * HD;
-            scores(s, q, k, QKV, T, HD, scale, pack);
+            int len = lens ? lens[b] : T;
+            scores(s, q, k, QKV, T, HD, scale, len, causal, pack);
             float *l = lse + ((size_t)b * NH + h) * T;
             for (int i = 0; i < T; i++) {
                 float *row = s + (size_t)i * T;
+                int end = row_end(i, len, causal);
                 float mx = -INFINITY;
-                for (int j = 0; j <= i; j++) mx = row[j] > mx ? row[j] : mx;
-                for (int j = 0; j <= i; j++) row[j] -= mx;
-                ecm_vexp(row, row, (size_t)i + 1);
+                for (int j = 0; j < end; j++) mx = row[j] > mx ? row[j] : mx;
+                for (int j = 0; j < end; j++) row[j] -= mx;
+                ecm_vexp(row, row, (size_t)end);
                 float sum = 0.0f;
-                for (int j = 0; j <= i; j++) sum += row[j];
+                for (int j = 0; j < end; j++) sum += row[j];
                 float inv = 1.0f / sum;
-                for (int j = 0; j <= i; j++) row[j] *= inv;
-                for (int j = i + 1; j < T; j++) row[j] = 0.0f;
+                for (int j = 0; j < end; j++) row[j] *= inv;
+                for (int j = end; j < T; j++) row[j] = 0.0f;
                 l[i] = mx + logf(sum);
             }
             /* out_h[T, HD] = p[T, T] @ v[T, HD] */
@@ -90,12 +111,12 @@ ecm_status ecm_attention_forward_train(float *out, float *lse, const float *qkv,
     return ECM_OK;
 }
 
-/* Forward (per head): s = scale q k^T (causal), p = softmax(s), out = p v.
+/* Forward (per head): s = scale q k^T (masked), p = softmax(s), out = p v.
  * Backward: dv += p^T dout; dp = dout v^T; ds = p * (dp - rowsum(p * dp));
  * dq = scale ds k; dk += scale ds^T q.  dqkv is written. */
-ecm_status ecm_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
-                                  const float *lse, int B, int T, int NH, int NKV, int HD, float scale, float *work,
-                                  int max_threads) {
+ecm_status ecm_attention_backward_masked(float *dqkv, const float *dout, const float *qkv, const float *out,
+                                         const float *lse, const int32_t *lens, int causal, int B, int T, int NH,
+                                         int NKV, int HD, float scale, float *work, int max_threads) {
     (void)out;
     int QD = NH * HD, KVD = NKV * HD, QKV = QD + 2 * KVD, group = NH / NKV;
     int n_tasks = B * NKV;
@@ -114,7 +135,7 @@ ecm_status ecm_attention_backward(float *dqkv, const float *dout, const float *q
         float *dk_h = tr + (size_t)T * T, *dv_h = dk_h + (size_t)T * HD, *pack = p + pack_offset(T, HD);
 #pragma omp for schedule(dynamic, 1)
         for (int task = 0; task < n_tasks; task++) {
-            int b = task / NKV, kvh = task % NKV;
+            int b = task / NKV, kvh = task % NKV, len = lens ? lens[b] : T;
             const float *base = qkv + (size_t)b * T * QKV;
             const float *k = base + QD + (size_t)kvh * HD, *v = base + QD + KVD + (size_t)kvh * HD;
             float *dbase = dqkv + (size_t)b * T * QKV;
@@ -128,12 +149,13 @@ ecm_status ecm_attention_backward(float *dqkv, const float *dout, const float *q
                 const float *dO = dout + (size_t)b * T * QD + (size_t)h * HD;
                 const float *l = lse + ((size_t)b * NH + h) * T;
                 /* p = exp(scale q k^T - lse), recomputed */
-                scores(p, q, k, QKV, T, HD, scale, pack);
+                scores(p, q, k, QKV, T, HD, scale, len, causal, pack);
                 for (int i = 0; i < T; i++) {
                     float *row = p + (size_t)i * T;
-                    for (int j = 0; j <= i; j++) row[j] -= l[i];
-                    ecm_vexp(row, row, (size_t)i + 1);
-                    for (int j = i + 1; j < T; j++) row[j] = 0.0f;
+                    int end = row_end(i, len, causal);
+                    for (int j = 0; j < end; j++) row[j] -= l[i];
+                    ecm_vexp(row, row, (size_t)end);
+                    for (int j = end; j < T; j++) row[j] = 0.0f;
                 }
                 /* dv_h[T, HD] = p^T @ dO */
                 ecm_transpose_f32(tr, p, T, T, T);
@@ -142,10 +164,11 @@ ecm_status ecm_attention_backward(float *dqkv, const float *dout, const float *q
                 ecm_matmul_f32(dp, T, dO, QD, v, QKV, 0, T, T, HD, pack);
                 for (int i = 0; i < T; i++) {
                     float *pr = p + (size_t)i * T, *dr = dp + (size_t)i * T;
+                    int end = row_end(i, len, causal);
                     float dot = 0.0f;
-                    for (int j = 0; j <= i; j++) dot += pr[j] * dr[j];
-                    for (int j = 0; j <= i; j++) dr[j] = pr[j] * (dr[j] - dot) * scale;
-                    for (int j = i + 1; j < T; j++) dr[j] = 0.0f;
+                    for (int j = 0; j < end; j++) dot += pr[j] * dr[j];
+                    for (int j = 0; j < end; j++) dr[j] = pr[j] * (dr[j] - dot) * scale;
+                    for (int j = end; j < T; j++) dr[j] = 0.0f;
                 }
                 /* dq[T, HD] = ds @ k (written: one task per query head) */
                 ecm_matmul_f32(dbase + (size_t)h * HD, QKV, dp, T, k, QKV, 1, T, HD, T, pack);

@@ -29,6 +29,10 @@ static void dropout_apply(float *xd, const float *x, size_t n, float p, uint64_t
     for (size_t i = 0; i < n; i++) xd[i] = mix64(stream + 0x9e3779b97f4a7c15ULL * (i + 1)) >= thresh ? x[i] * inv : 0.0f;
 }
 
+void ecm_dropout_apply(float *out, const float *x, size_t n, float p, uint64_t stream) {
+    dropout_apply(out, x, n, p, stream);
+}
+
 void ecm_lora_init(ecm_lora *a, uint64_t seed) {
     float bound = 1.0f / sqrtf((float)a->K);
     size_t n = (size_t)a->R * a->K;

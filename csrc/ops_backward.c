@@ -1,5 +1,5 @@
 /* ops_backward.c: the training side of ops.c. Norm forwards that keep their
- * statistics, and the backward passes of the norms, GELU-tanh, SwiGLU, bias,
+ * statistics, and the backward passes of the norms, GELU-tanh, GELU-erf, SwiGLU, bias,
  * embedding and the fused softmax + cross-entropy with a loss mask.
  *
  * Threads: row-wise input gradients parallelise over rows; parameter
@@ -153,6 +153,26 @@ void ecm_gelu_tanh_backward(float *dinp, const float *inp, const float *dout, si
         for (size_t i = 0; i < len; i++) {
             float s = 1.0f / (1.0f + e[i]);
             float g = s + x[i] * s * (1.0f - s) * c * (1.0f + 3.0f * d * x[i] * x[i]);
+            dinp[i0 + i] = g * dout[i0 + i];
+        }
+    }
+}
+
+/* Forward: y = x Phi(x), Phi(x) = 0.5 (1 + erf(x / sqrt 2)) (bert's GELU).
+ * dy/dx = Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi).
+ * dinp is written; it may be dout (each element is read before it is written). */
+void ecm_gelu_erf_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+    const float r2 = 0.70710678118654752f, k = 0.39894228040143268f; /* 1/sqrt 2, 1/sqrt(2 pi) */
+    size_t nch = (n + ACHUNK - 1) / ACHUNK;
+#pragma omp parallel for schedule(static) if (par_if(n))
+    for (size_t ch = 0; ch < nch; ch++) {
+        size_t i0 = ch * ACHUNK, len = n - i0 < ACHUNK ? n - i0 : ACHUNK;
+        float e[ACHUNK];
+        const float *x = inp + i0;
+        for (size_t i = 0; i < len; i++) e[i] = -0.5f * x[i] * x[i];
+        ecm_vexp(e, e, len);
+        for (size_t i = 0; i < len; i++) {
+            float g = 0.5f * (1.0f + erff(x[i] * r2)) + x[i] * k * e[i];
             dinp[i0 + i] = g * dout[i0 + i];
         }
     }

@@ -1,4 +1,5 @@
-/* py_train.c: _core.Trainer, the training state of one decoder (train.h),
+/* py_train.c: _core.Trainer, the training state of one decoder, or of a
+ * bert encoder with a classification head (train.h),
  * and _core.lr_schedule. Parameters, gradients and Adam moments come back as
  * zero-copy NumPy views of the C slabs (they keep the Trainer alive). */
 #include "py_common.h"
@@ -57,10 +58,11 @@ static int parse_lora(PyObject *d, ecm_lora_config *l) {
 }
 
 static int trainer_init(TrainerObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"config", "n_threads", "tie_embeddings", "lora", NULL};
+    static char *kwlist[] = {"config", "n_threads", "tie_embeddings", "lora", "num_labels", "multi_label", NULL};
     PyObject *cfgobj, *nto = Py_None, *loraobj = Py_None;
-    int tied = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OpO", kwlist, &cfgobj, &nto, &tied, &loraobj)) return -1;
+    int tied = 0, n_labels = 0, multi = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OpOip", kwlist, &cfgobj, &nto, &tied, &loraobj, &n_labels, &multi))
+        return -1;
     if (self->busy) {
         ecm_py_bad_request("the trainer is busy");
         return -1;
@@ -75,13 +77,19 @@ static int trainer_init(TrainerObject *self, PyObject *args, PyObject *kw) {
     if (loraobj != Py_None && parse_lora(loraobj, &lcfg) < 0) return -1;
     ecm_status st;
     Py_BEGIN_ALLOW_THREADS
-    st = ecm_train_init(&self->tr, &cfg, tied, loraobj != Py_None ? &lcfg : NULL);
+    st = ecm_train_init_head(&self->tr, &cfg, tied, n_labels, loraobj != Py_None ? &lcfg : NULL);
     Py_END_ALLOW_THREADS
     if (st != ECM_OK) {
         ecm_py_raise(st);
         return -1;
     }
     self->tr.n_threads = nt;
+    if (multi && cfg.arch != ECM_ARCH_BERT) {
+        ecm_train_free(&self->tr);
+        ecm_py_bad_request("multi_label applies to a bert classifier");
+        return -1;
+    }
+    self->tr.multi_label = multi;
     return 0;
 }
 
@@ -212,7 +220,108 @@ static int batch(PyObject *ido, PyObject *tgo, PyObject *mko, PyArrayObject **id
     return 0;
 }
 
+/* bert: forward(input_ids, labels=None, attention_mask=None, token_type_ids=None, grad_scale=1.0).
+ * input_ids (B, T) or (T); labels (B): class ids, or float values for a
+ * regression head (num_labels 1); None: logits only (no backward). */
+static PyObject *run_bert_batch(TrainerObject *self, PyObject *args, PyObject *kw, int do_backward) {
+    static char *kwlist[] = {"input_ids", "labels", "attention_mask", "token_type_ids", "grad_scale", NULL};
+    PyObject *ido, *lbo = Py_None, *mko = Py_None, *tyo = Py_None;
+    float grad_scale = 1.0f;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OOOf", kwlist, &ido, &lbo, &mko, &tyo, &grad_scale)) return NULL;
+    if (!usable(self, 1)) return NULL;
+    PyArrayObject *ids = NULL, *lb = NULL, *mk = NULL, *ty = NULL;
+    PyObject *result = NULL;
+    int multi = self->tr.multi_label, regression = self->tr.n_labels == 1 && !multi;
+    ids = ecm_py_array(ido, NPY_INT32, 1, 2, "input_ids");
+    if (!ids) goto done;
+    int nd = PyArray_NDIM(ids);
+    npy_intp B = nd == 2 ? PyArray_DIM(ids, 0) : 1, T = PyArray_DIM(ids, nd - 1);
+    if (B == 0 || T == 0) {
+        ecm_py_bad_request("input_ids must not be empty");
+        goto done;
+    }
+    if (B > INT32_MAX || T > INT32_MAX) {
+        ecm_py_bad_request("the batch is too large");
+        goto done;
+    }
+    if (mko != Py_None) {
+        mk = ecm_py_array(mko, NPY_UINT8, 1, 2, "attention_mask");
+        if (!mk) goto done;
+        if (!PyArray_SAMESHAPE(ids, mk)) {
+            ecm_py_bad_request("attention_mask must have the shape of input_ids");
+            goto done;
+        }
+    }
+    if (tyo != Py_None) {
+        ty = ecm_py_array(tyo, NPY_INT32, 1, 2, "token_type_ids");
+        if (!ty) goto done;
+        if (!PyArray_SAMESHAPE(ids, ty)) {
+            ecm_py_bad_request("token_type_ids must have the shape of input_ids");
+            goto done;
+        }
+    }
+    if (lbo != Py_None) {
+        if (!regression && !multi) { /* class ids: refuse floats rather than truncate them */
+            PyArrayObject *raw = (PyArrayObject *)PyArray_FROM_O(lbo);
+            if (!raw) {
+                PyErr_Clear();
+                ecm_py_bad_request("labels must be an array of class ids");
+                goto done;
+            }
+            int kind = PyArray_DESCR(raw)->kind;
+            npy_intp n = PyArray_SIZE(raw);
+            Py_DECREF(raw);
+            if (n > 0 && kind != 'i' && kind != 'u' && kind != 'b') {
+                ecm_py_bad_request("labels must be integer class ids for a classifier of %d classes",
+                                   self->tr.n_labels);
+                goto done;
+            }
+        }
+        lb = ecm_py_array(lbo, regression || multi ? NPY_FLOAT32 : NPY_INT32, multi ? 2 : 0, multi ? 2 : 1, "labels");
+        if (!lb) goto done;
+        if (multi && (PyArray_DIM(lb, 0) != B || PyArray_DIM(lb, 1) != self->tr.n_labels)) {
+            ecm_py_bad_request("labels of a multi-label head must have shape (%ld, %d)", (long)B, self->tr.n_labels);
+            goto done;
+        }
+        if (!multi && PyArray_SIZE(lb) != B) {
+            ecm_py_bad_request("labels must have one entry per sequence: %ld, got %ld", (long)B,
+                               (long)PyArray_SIZE(lb));
+            goto done;
+        }
+    } else if (do_backward) {
+        ecm_py_bad_request("forward_backward() needs labels");
+        goto done;
+    }
+    float loss = 0.0f;
+    ecm_status st;
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    st = ecm_bert_train_forward(&self->tr, PyArray_DATA(ids), ty ? PyArray_DATA(ty) : NULL,
+                                mk ? PyArray_DATA(mk) : NULL, lb && !regression && !multi ? PyArray_DATA(lb) : NULL,
+                                lb && (regression || multi) ? PyArray_DATA(lb) : NULL, (int)B, (int)T, &loss);
+    if (st == ECM_OK && do_backward) st = ecm_bert_train_backward(&self->tr, grad_scale);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    if (st != ECM_OK) {
+        ecm_py_raise(st);
+        goto done;
+    }
+    if (lb) {
+        result = PyFloat_FromDouble(loss);
+    } else {
+        Py_INCREF(Py_None);
+        result = Py_None;
+    }
+done:
+    Py_XDECREF(ids);
+    Py_XDECREF(lb);
+    Py_XDECREF(mk);
+    Py_XDECREF(ty);
+    return result;
+}
+
 static PyObject *run_batch(TrainerObject *self, PyObject *args, PyObject *kw, int do_backward) {
+    if (self->tr.cfg.arch == ECM_ARCH_BERT && self->tr.params) return run_bert_batch(self, args, kw, do_backward);
     static char *kwlist[] = {"input_ids", "targets", "loss_mask", "grad_scale", NULL};
     PyObject *ido, *tgo, *mko = Py_None;
     float grad_scale = 1.0f;
@@ -269,6 +378,19 @@ static PyObject *trainer_backward(TrainerObject *self, PyObject *args, PyObject 
     self->busy = 0;
     if (st != ECM_OK) return ecm_py_raise(st);
     Py_RETURN_NONE;
+}
+
+/* logits() -> (B, num_labels) copy of the last bert forward's logits. */
+static PyObject *trainer_logits(TrainerObject *self, PyObject *args) {
+    (void)args;
+    if (!usable(self, 1)) return NULL;
+    if (self->tr.cfg.arch != ECM_ARCH_BERT) return ecm_py_bad_request("logits() is for a classifier (bert) trainer");
+    if (!self->tr.BA.logits) return ecm_py_bad_request("logits() needs a forward() first");
+    npy_intp dims[2] = {self->tr.B, self->tr.n_labels};
+    PyObject *arr = PyArray_SimpleNew(2, dims, NPY_FLOAT32);
+    if (!arr) return NULL;
+    memcpy(PyArray_DATA((PyArrayObject *)arr), self->tr.BA.logits, (size_t)dims[0] * dims[1] * sizeof(float));
+    return arr;
 }
 
 static PyObject *trainer_zero_grad(TrainerObject *self, PyObject *args) {
@@ -364,6 +486,8 @@ GETTER(get_n_threads, PyLong_FromLong(self->tr.n_threads))
 GETTER(get_adam_step, PyLong_FromLong(self->tr.adam_t))
 GETTER(get_n_trainable, PyLong_FromSize_t(self->tr.n_trainable))
 GETTER(get_tied, PyBool_FromLong(self->tr.tied))
+GETTER(get_num_labels, PyLong_FromLong(self->tr.n_labels))
+GETTER(get_multi_label, PyBool_FromLong(self->tr.multi_label))
 GETTER(get_lora_scale, PyFloat_FromDouble(self->tr.lora_on ? self->tr.lora_scale : 0.0))
 GETTER(get_is_lora, PyBool_FromLong(self->tr.lora_on))
 GETTER(get_forward_count, PyLong_FromUnsignedLongLong(self->tr.fwd_count))
@@ -397,6 +521,31 @@ static int set_long_field(PyObject *v, long lo, long *out, const char *what) {
     return 0;
 }
 
+static PyObject *get_dropout(TrainerObject *self, void *closure) {
+    (void)closure;
+    return PyFloat_FromDouble(self->tr.hidden_dropout);
+}
+
+static int set_dropout(TrainerObject *self, PyObject *v, void *closure) {
+    (void)closure;
+    if (!v) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete dropout");
+        return -1;
+    }
+    double p = PyFloat_AsDouble(v);
+    if (p == -1.0 && PyErr_Occurred()) return -1;
+    if (!(p >= 0.0 && p < 1.0)) {
+        ecm_py_bad_request("dropout must be in [0, 1), got %g", p);
+        return -1;
+    }
+    if (p > 0.0 && self->tr.cfg.arch != ECM_ARCH_BERT) {
+        ecm_py_bad_request("dropout applies to a bert classifier's trainer");
+        return -1;
+    }
+    self->tr.hidden_dropout = (float)p;
+    return 0;
+}
+
 /* Restored from a checkpoint: the Adam step count and the forward count
  * (which names the dropout draws) continue where the run stopped. */
 static int set_adam_step(TrainerObject *self, PyObject *v, void *closure) {
@@ -427,6 +576,8 @@ static PyMethodDef trainer_methods[] = {
      "backward(grad_scale=1.0): gradients += grad_scale * d(loss) of the last forward"},
     {"forward_backward", (PyCFunction)(void (*)(void))trainer_forward_backward, METH_VARARGS | METH_KEYWORDS,
      "forward_backward(input_ids, targets, loss_mask=None, grad_scale=1.0) -> loss"},
+    {"logits", (PyCFunction)trainer_logits, METH_NOARGS,
+     "logits() -> (B, num_labels) logits of the last forward (bert classifier)"},
     {"zero_grad", (PyCFunction)trainer_zero_grad, METH_NOARGS, "Set every gradient to zero."},
     {"step", (PyCFunction)(void (*)(void))trainer_step, METH_VARARGS | METH_KEYWORDS,
      "step(lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, max_grad_norm=0.0) -> gradient norm"},
@@ -445,6 +596,12 @@ static PyGetSetDef trainer_getset[] = {
     {"forward_count", (getter)get_forward_count, (setter)set_forward_count, "forward passes run", NULL},
     {"n_trainable", (getter)get_n_trainable, NULL, "trainable parameters", NULL},
     {"tied", (getter)get_tied, NULL, "lm_head shares tok_embd", NULL},
+    {"multi_label", (getter)get_multi_label, NULL, "bert: independent sigmoids with binary cross-entropy", NULL},
+    {"dropout", (getter)get_dropout, (setter)set_dropout,
+     "bert: hidden dropout of labelled forwards (embeddings, attention and MLP outputs, pooled output); "
+     "forwards without labels never drop", NULL},
+    {"num_labels", (getter)get_num_labels, NULL, "classes of a bert classifier's head (1: regression), 0 for decoders",
+     NULL},
     {"is_lora", (getter)get_is_lora, NULL, "LoRA over a frozen base", NULL},
     {"lora_scale", (getter)get_lora_scale, NULL, "alpha / rank", NULL},
     {"state_bytes", (getter)get_state_bytes, NULL, "bytes of parameters, gradients, moments, activations", NULL},
@@ -457,7 +614,10 @@ static PyTypeObject TrainerType = {
     .tp_basicsize = sizeof(TrainerObject),
     .tp_dealloc = (destructor)trainer_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Trainer(config, n_threads=None, tie_embeddings=False, lora=None): training state of a decoder.",
+    .tp_doc = "Trainer(config, n_threads=None, tie_embeddings=False, lora=None, num_labels=0, multi_label=False): "
+              "training state of a decoder, or of a bert encoder with a classification head of num_labels classes "
+              "(1: regression; multi_label: independent sigmoids, labels (B, num_labels) in [0, 1]).\n"
+              "bert: forward(input_ids, labels=None, attention_mask=None, token_type_ids=None, grad_scale=1.0).",
     .tp_methods = trainer_methods,
     .tp_getset = trainer_getset,
     .tp_init = (initproc)trainer_init,

@@ -1,4 +1,5 @@
-/* train.c: the training state of the gpt2 and llama decoders: fp32 master
+/* train.c: the training state of the gpt2 and llama decoders (and the
+ * parts the bert encoder of train_bert.c shares with them): fp32 master
  * parameters, gradients and Adam moments, each one slab carved into named
  * tensors; an activation slab planned for (B, T); the training forward,
  * backward, gradient zeroing and the optimizer step. Full fine-tuning trains
@@ -21,13 +22,7 @@
 
 /* ------------------------------------------------------------------ layout */
 
-typedef struct {
-    ecm_train *tr;
-    int assign;       /* second pass: pointers and names are written */
-    size_t pn, gn;    /* floats carved so far: parameters, trainable */
-    int nt;           /* tensors so far */
-    int overflow;
-} layout_ctx;
+typedef ecm_layout layout_ctx;
 
 static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
 
@@ -69,6 +64,11 @@ static void layout(layout_ctx *lc) {
     int qkv_b = !llama || c->attn_bias, proj_b = !llama || c->proj_bias, mlp_b = !llama || c->mlp_bias;
     ecm_tparams *P = &tr->P, *G = &tr->G;
     char nm[64];
+    if (c->arch == ECM_ARCH_BERT) {
+        ecm_bert_layout(lc);
+        ecm_layout_lora(lc);
+        return;
+    }
     P->tok_embd = tensor(lc, "tok_embd", c->vocab, C, full, 1, &G->tok_embd);
     P->pos_embd = G->pos_embd = NULL;
     if (!llama) P->pos_embd = tensor(lc, "pos_embd", c->max_pos, C, full, 1, &G->pos_embd);
@@ -100,6 +100,20 @@ static void layout(layout_ctx *lc) {
     } else {
         P->lm_head = tensor(lc, "lm_head.weight", c->vocab, C, full, 1, &G->lm_head);
     }
+    ecm_layout_lora(lc);
+}
+
+float *ecm_layout_tensor(ecm_layout *lc, const char *name, int rows, int cols, int trainable, int decay,
+                         float **grad) {
+    return tensor(lc, name, rows, cols, trainable, decay, grad);
+}
+
+void ecm_layout_lora(ecm_layout *lc) {
+    ecm_train *tr = lc->tr;
+    const ecm_config *c = &tr->cfg;
+    int C = c->d_model, QD = c->n_head * c->head_dim, F = c->d_ff, llama = c->arch == ECM_ARCH_LLAMA;
+    ecm_tparams *P = &tr->P;
+    char nm[64];
     /* adapters, layer by layer, in target order */
     int ai = 0;
     for (int l = 0; l < c->n_layer && tr->lora_on; l++) {
@@ -130,9 +144,16 @@ static void layout(layout_ctx *lc) {
     }
 }
 
-static ecm_status check(const ecm_config *c, int tied, const ecm_lora_config *lora) {
-    if (c->arch != ECM_ARCH_GPT2 && c->arch != ECM_ARCH_LLAMA)
-        return ecm_fail(ECM_ERR_VALUE, "training supports the gpt2 and llama architectures, got id %d", c->arch);
+static ecm_status check(const ecm_config *c, int tied, int n_labels, const ecm_lora_config *lora) {
+    if (c->arch != ECM_ARCH_GPT2 && c->arch != ECM_ARCH_LLAMA && c->arch != ECM_ARCH_BERT)
+        return ecm_fail(ECM_ERR_VALUE, "training supports the gpt2, llama and bert architectures, got id %d", c->arch);
+    if (c->arch == ECM_ARCH_BERT && (n_labels < 1 || n_labels > (1 << 20)))
+        return ecm_fail(ECM_ERR_VALUE, "bert trains with a classification head: num_labels must be in [1, 2^20], "
+                                       "got %d", n_labels);
+    if (c->arch != ECM_ARCH_BERT && n_labels != 0)
+        return ecm_fail(ECM_ERR_VALUE, "num_labels applies to bert only (decoders train their language-model head)");
+    if (c->arch == ECM_ARCH_BERT && (c->n_kv_head != c->n_head || c->type_vocab < 1 || c->type_vocab > (1 << 20)))
+        return ecm_fail(ECM_ERR_VALUE, "config: bert needs n_kv_head == n_head and type_vocab in [1, 2^20]");
     if (c->n_layer < 1 || c->n_layer > 1024 || c->d_model < 1 || c->d_model > 65536 || c->n_head < 1 ||
         c->n_head > 1024 || c->n_kv_head < 1 || c->head_dim < 1 || c->head_dim > 1024 || c->d_ff < 1 ||
         c->d_ff > (1 << 20) || c->vocab < 1 || c->vocab > (1 << 24) || c->max_pos < 1 || c->max_pos > (1 << 24))
@@ -155,17 +176,24 @@ static ecm_status check(const ecm_config *c, int tied, const ecm_lora_config *lo
             return ecm_fail(ECM_ERR_VALUE, "lora alpha must be positive, got %g", (double)lora->alpha);
         if (lora->targets == 0 || lora->targets >= (1u << ECM_LORA_N_TARGETS))
             return ecm_fail(ECM_ERR_VALUE, "lora needs at least one target among q, k, v, o, gate, up, down");
-        if (c->arch == ECM_ARCH_GPT2 && (lora->targets & (1u << ECM_LORA_GATE)))
-            return ecm_fail(ECM_ERR_VALUE, "gpt2 has no gate projection (lora targets: q, k, v, o, up, down)");
+        if (c->arch != ECM_ARCH_LLAMA && (lora->targets & (1u << ECM_LORA_GATE)))
+            return ecm_fail(ECM_ERR_VALUE, "%s has no gate projection (lora targets: q, k, v, o, up, down)",
+                            c->arch == ECM_ARCH_GPT2 ? "gpt2" : "bert");
     }
     return ECM_OK;
 }
 
 ecm_status ecm_train_init(ecm_train *tr, const ecm_config *cfg, int tied, const ecm_lora_config *lora) {
+    return ecm_train_init_head(tr, cfg, tied, 0, lora);
+}
+
+ecm_status ecm_train_init_head(ecm_train *tr, const ecm_config *cfg, int tied, int n_labels,
+                               const ecm_lora_config *lora) {
     memset(tr, 0, sizeof *tr);
-    ecm_status st = check(cfg, tied, lora);
+    ecm_status st = check(cfg, tied, n_labels, lora);
     if (st != ECM_OK) return st;
     tr->cfg = *cfg;
+    tr->n_labels = n_labels;
     tr->tied = tied != 0;
     tr->n_threads = ecm_default_threads();
     if (lora) {
@@ -230,6 +258,7 @@ static void free_acts(ecm_train *tr) {
     tr->B = tr->T = 0;
     tr->have_fwd = 0;
     memset(&tr->A, 0, sizeof tr->A);
+    memset(&tr->BA, 0, sizeof tr->BA);
 }
 
 void ecm_train_release_activations(ecm_train *tr) { free_acts(tr); }
@@ -271,6 +300,8 @@ static size_t linear_work(int BT, int N, int K) {
     w = maxz(w, ecm_gemm_tn_work_floats(BT, N, K));     /* dW += dY^T @ X     */
     return w;
 }
+
+size_t ecm_train_linear_work(int BT, int N, int K) { return linear_work(BT, N, K); }
 
 static ecm_status plan(ecm_train *tr, int B, int T) {
     free_acts(tr);
@@ -368,6 +399,15 @@ static void lora_bwd(ecm_train *tr, int l, int lin, float *dx, const float *dout
     }
 }
 
+void ecm_train_lora_forward(ecm_train *tr, int l, int lin, float *out, int ldo, const float *x, int BT) {
+    lora_fwd(tr, l, lin, out, ldo, x, BT);
+}
+
+void ecm_train_lora_backward(ecm_train *tr, int l, int lin, float *dx, const float *dout, int ldo, const float *x,
+                             int BT) {
+    lora_bwd(tr, l, lin, dx, dout, ldo, x, BT);
+}
+
 /* out[BT, N] (= or +=) x[BT, K] @ w[N, K]^T + b */
 static void linear(ecm_train *tr, float *out, const float *x, const float *w, const float *b, int BT, int N, int K,
                    int accumulate) {
@@ -385,6 +425,8 @@ static void linear_bwd(ecm_train *tr, float *dx, float *dw, float *db, const flo
 ecm_status ecm_train_forward(ecm_train *tr, const int32_t *ids, const int32_t *targets, const uint8_t *mask, int B,
                              int T, float *loss) {
     const ecm_config *c = &tr->cfg;
+    if (c->arch == ECM_ARCH_BERT)
+        return ecm_fail(ECM_ERR_STATE, "a bert trainer takes labels (ecm_bert_train_forward), not next-token targets");
     if (B <= 0 || T <= 0) return ecm_fail(ECM_ERR_VALUE, "the batch must not be empty, got %d x %d", B, T);
     if (T > c->max_pos)
         return ecm_fail(ECM_ERR_VALUE, "sequence length %d exceeds the model's context length %d", T, c->max_pos);
@@ -475,6 +517,7 @@ ecm_status ecm_train_forward(ecm_train *tr, const int32_t *ids, const int32_t *t
 /* --------------------------------------------------------------- backward */
 
 ecm_status ecm_train_backward(ecm_train *tr, float grad_scale) {
+    if (tr->cfg.arch == ECM_ARCH_BERT) return ecm_bert_train_backward(tr, grad_scale);
     if (!tr->have_fwd) return ecm_fail(ECM_ERR_STATE, "backward() needs a forward() of the batch first");
     tr->have_fwd = 0; /* the logits become gradients: one backward per forward */
     const ecm_config *c = &tr->cfg;

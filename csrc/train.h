@@ -1,5 +1,6 @@
 /* train.h: fine-tuning in C. Backward kernels, the training GEMMs, AdamW,
- * LoRA adapters and the training state of the gpt2 and llama decoders.
+ * LoRA adapters and the training state of the gpt2 and llama decoders and of
+ * the bert encoder with a sequence-classification head (train_bert.c).
  *
  * Size letters as in ecm.h, plus BT = B * T (rows of a batch) and R (LoRA rank).
  * Conventions (llm.c): every op is a forward/backward pair; outputs first,
@@ -44,6 +45,8 @@ void ecm_rmsnorm_forward_train(float *out, float *rstd, const float *inp, const 
 void ecm_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
                           const float *rstd, int BT, int C);
 void ecm_gelu_tanh_backward(float *dinp, const float *inp, const float *dout, size_t n);
+/* GELU-erf (bert): dinp = dout * (Phi(x) + x phi(x)); dinp may be dout. */
+void ecm_gelu_erf_backward(float *dinp, const float *inp, const float *dout, size_t n);
 void ecm_swiglu_backward(float *dgu, const float *gu, const float *dout, int BT, int F);
 /* db[N] += sum over rows of dy[M, N]. */
 void ecm_bias_backward(float *db, const float *dy, int M, int N);
@@ -75,6 +78,16 @@ ecm_status ecm_attention_forward_train(float *out, float *lse, const float *qkv,
 ecm_status ecm_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
                                   const float *lse, int B, int T, int NH, int NKV, int HD, float scale, float *work,
                                   int max_threads);
+/* The same for bidirectional (causal = 0) or causal attention over the
+ * first lens[b] keys of sequence b (lens NULL: all T; every lens[b] >= 1):
+ * right padding is masked as keys. Padded query rows attend to the valid
+ * keys, as a Hugging Face encoder computes them. */
+ecm_status ecm_attention_forward_train_masked(float *out, float *lse, const float *qkv, const int32_t *lens,
+                                              int causal, int B, int T, int NH, int NKV, int HD, float scale,
+                                              float *work, int max_threads);
+ecm_status ecm_attention_backward_masked(float *dqkv, const float *dout, const float *qkv, const float *out,
+                                         const float *lse, const int32_t *lens, int causal, int B, int T, int NH,
+                                         int NKV, int HD, float scale, float *work, int max_threads);
 /* Rotary embeddings undone for a gradient: rotate by -angle, in place. */
 void ecm_rope_backward(float *dx, int stride, const int32_t *pos, const float *inv_freq, int T, int n_heads,
                        int HD);
@@ -129,11 +142,18 @@ void ecm_lora_backward(ecm_lora *a, float *dx, const float *dout, int ldo, const
                        float dropout, uint64_t stream, float *xd, float *dxa, float *work);
 /* w[n0:n0+n, :] += scale * B @ A, w (N, K) row-major. */
 void ecm_lora_merge(float *w, const ecm_lora *a, float scale);
+/* Inverted dropout with a mask named by stream (no mask is stored; the
+ * same stream regenerates it): out[i] = x[i] / (1 - p) when
+ * splitmix64's finaliser of stream + 0x9e3779b97f4a7c15 * (i + 1) >= p * 2^64,
+ * else 0. In place is fine. Its backward is the same call on the gradient. */
+void ecm_dropout_apply(float *out, const float *x, size_t n, float p, uint64_t stream);
 /* A ~ U(-1/sqrt(K), 1/sqrt(K)) (PEFT's kaiming-uniform), B = 0. */
 void ecm_lora_init(ecm_lora *a, uint64_t seed);
 
 /* ------------------------------------------------- training state (train.c) */
 
+/* A block's tensors. bert (post-LN) keeps its attn_out_norm in attn_norm_*
+ * and its ffn_out_norm in ffn_norm_*. */
 typedef struct {
     float *attn_norm_w, *attn_norm_b; /* (C) */
     float *qkv_w, *qkv_b;             /* (QKV, C), (QKV) */
@@ -149,6 +169,11 @@ typedef struct {
     ecm_tlayer *layers;
     float *norm_w, *norm_b; /* (C) */
     float *lm_head;         /* (V, C), == tok_embd when tied */
+    /* bert */
+    float *type_embd;             /* (type_vocab, C) */
+    float *emb_norm_w, *emb_norm_b; /* (C) */
+    float *pool_w, *pool_b;       /* (C, C), (C): pooler dense, tanh on the [CLS] row */
+    float *cls_w, *cls_b;         /* (NL, C), (NL): classifier */
 } ecm_tparams;
 
 /* A named tensor of the parameter slab. */
@@ -187,8 +212,41 @@ typedef struct {
     float *dxa;                          /* (BT, R) */
 } ecm_tacts;
 
+/* Activations of a bert batch (train_bert.c). NL = number of labels. The
+ * LoRA buffers (lora_xa, xd, dxa) stay in ecm_tacts for both families. */
+typedef struct {
+    float *emb, *emb_mean, *emb_rstd;    /* (BT, C) embedding sum before its norm, (BT), (BT) */
+    float *x;                            /* (L+1, BT, C) stream entering each layer, and out */
+    float *qkv;                          /* (L, BT, 3C) */
+    float *atty;                         /* (L, BT, C) attention output */
+    float *lse;                          /* (L, B, NH, T) */
+    float *h1, *ln1_mean, *ln1_rstd;     /* (L, BT, C) x + attention (before attn_out_norm), (L, BT) x2 */
+    float *mid;                          /* (L, BT, C) attn_out_norm(h1) */
+    float *fch, *fact;                   /* (L, BT, F) MLP pre-activation, GELU */
+    float *h2, *ln2_mean, *ln2_rstd;     /* (L, BT, C) mid + MLP (before ffn_out_norm), (L, BT) x2 */
+    float *pool;                         /* (B, C) tanh(pooler([CLS])) */
+    float *pool_drop;                    /* (B, C) dropout(pool), the classifier's input when dropping */
+    float *dtmp;                         /* (BT, C) gradient of a dropped branch */
+    int dropped;                         /* the last forward applied dropout */
+    float *logits, *probs;               /* (B, NL); probs become dlogits in backward */
+    float *losses;                       /* (B) */
+    float *dx, *dh;                      /* (BT, C) */
+    float *dqkv;                         /* (BT, 3C) */
+    float *datty;                        /* (BT, C) */
+    float *dfch;                         /* (BT, F) */
+    float *dpool;                        /* (B, C) */
+    int32_t *types, *lens, *labels;      /* (BT), (B), (B) */
+    float *values;                       /* (B) regression targets, or (B, NL) multi-label targets */
+    /* capacity of the buffers behind them: a batch that fits is carved anew
+     * without reallocating (dynamic padding changes T from batch to batch) */
+    size_t cap_acts, cap_work, cap_attn, cap_ints;
+} ecm_tacts_bert;
+
 typedef struct {
     ecm_config cfg;
+    int n_labels;             /* bert: classes of the head (1: regression, MSE); 0 for decoders */
+    float hidden_dropout;     /* bert: dropout of labelled (training) forwards, HF's hidden_dropout_prob */
+    int multi_label;          /* bert: n_labels independent sigmoids, binary cross-entropy */
     int tied;                 /* lm_head is tok_embd */
     int lora_on;
     ecm_lora_config lcfg;
@@ -208,6 +266,7 @@ typedef struct {
     /* activations, planned for (B, T) at the first forward */
     int B, T;
     ecm_tacts A;
+    ecm_tacts_bert BA;        /* bert */
     float *acts;              /* the slab behind A */
     size_t acts_floats;
     float *work;              /* GEMM packing + scratch */
@@ -221,6 +280,10 @@ typedef struct {
 } ecm_train;
 
 ecm_status ecm_train_init(ecm_train *tr, const ecm_config *cfg, int tied, const ecm_lora_config *lora);
+/* Any family; bert needs n_labels >= 1 (its classification head), the
+ * decoders n_labels == 0. */
+ecm_status ecm_train_init_head(ecm_train *tr, const ecm_config *cfg, int tied, int n_labels,
+                               const ecm_lora_config *lora);
 void ecm_train_free(ecm_train *tr);
 /* Free the activation slab and scratch (planned again by the next forward). */
 void ecm_train_release_activations(ecm_train *tr);
@@ -237,5 +300,41 @@ void ecm_train_zero_grad(ecm_train *tr);
 ecm_status ecm_train_step(ecm_train *tr, const ecm_adamw *h, float max_norm, float *norm);
 /* Copy tensor i into dst (rows, cols), LoRA adapters merged in when merged. */
 void ecm_train_export(const ecm_train *tr, int i, float *dst, int merged);
+
+/* bert with a sequence-classification head (train_bert.c). Forward of B
+ * sequences of T tokens: ids (B, T); types (B, T) token types or NULL (all 0);
+ * attn_mask (B, T) or NULL: each row 1..1 0..0 (right padding, >= 1 token);
+ * labels (B) classes in [0, n_labels) when n_labels > 1, values (B) targets
+ * of the regression (n_labels == 1, mean squared error), or with
+ * tr->multi_label values (B, n_labels) in [0, 1] (binary cross-entropy of
+ * each logit); both NULL: logits only (*loss = 0, no backward). *loss: the
+ * mean over the batch (and the labels for multi-label), as
+ * BertForSequenceClassification computes it. */
+ecm_status ecm_bert_train_forward(ecm_train *tr, const int32_t *ids, const int32_t *types, const uint8_t *attn_mask,
+                                  const int32_t *labels, const float *values, int B, int T, float *loss);
+ecm_status ecm_bert_train_backward(ecm_train *tr, float grad_scale);
+
+/* ------------------------------------ shared by train.c and train_bert.c */
+
+/* Carving the parameter slab: a first pass counts, a second assigns. */
+typedef struct {
+    ecm_train *tr;
+    int assign;       /* second pass: pointers and names are written */
+    size_t pn, gn;    /* floats carved so far: parameters, trainable */
+    int nt;           /* tensors so far */
+    int overflow;
+} ecm_layout;
+
+/* The next tensor of the slab (*grad: its gradient, NULL when frozen). */
+float *ecm_layout_tensor(ecm_layout *lc, const char *name, int rows, int cols, int trainable, int decay,
+                         float **grad);
+/* The LoRA adapters of every layer, on P->layers' qkv, proj, up, down. */
+void ecm_layout_lora(ecm_layout *lc);
+void ecm_bert_layout(ecm_layout *lc);
+/* Adapters of layer l on linear lin (0 qkv, 1 proj, 2 up, 3 down). */
+void ecm_train_lora_forward(ecm_train *tr, int l, int lin, float *out, int ldo, const float *x, int BT);
+void ecm_train_lora_backward(ecm_train *tr, int l, int lin, float *dx, const float *dout, int ldo, const float *x,
+                             int BT);
+size_t ecm_train_linear_work(int BT, int N, int K);
 
 #endif
