@@ -478,7 +478,7 @@ def fine_tune(model_or_path, train_data, validation_data=None, *, tokenizer=None
               lora_targets: Sequence[str] = ("q", "k", "v", "o"), val_fraction: float = 0.1,
               eval_every: Optional[int] = None, seed: int = 0, checkpoint_dir: Optional[str] = None,
               checkpoint_every: Optional[int] = None, resume: bool = True, max_steps: Optional[int] = None,
-              n_threads: Optional[int] = None, progress: bool = True,
+              n_threads: Optional[int] = None, progress: bool = True, eval_at_start: bool = False,
               callback: Optional[Callable[[dict], None]] = None) -> History:
     """Fine-tune a gpt2 or llama model (full, or LoRA when lora_rank > 0).
 
@@ -495,6 +495,9 @@ def fine_tune(model_or_path, train_data, validation_data=None, *, tokenizer=None
     losing or repeating a step. A NaN or infinite loss raises
     TrainingDivergedError before the step is applied, so no checkpoint ever
     holds a diverged state.
+
+    eval_at_start: first record the validation loss of the untrained model
+    (a record with step 0 and loss None).
 
     Returns the history (list of dicts: step, epoch, loss, val_loss, lr,
     grad_norm, tokens_per_s), with ``.model``: the fine-tuned Model (the model
@@ -583,6 +586,11 @@ def fine_tune(model_or_path, train_data, validation_data=None, *, tokenizer=None
                 n += cnt
         return tot / n if n else None
 
+    if eval_at_start and start == 0 and val_rows is not None:
+        rec0 = dict(step=0, epoch=0, loss=None, val_loss=val_loss(), lr=0.0, grad_norm=None, tokens_per_s=None)
+        history.append(rec0)
+        if callback is not None:
+            callback(rec0)
     bar = tqdm(total=total, initial=start, disable=not progress, desc="fine-tune", unit="step")
     try:
         for step in range(start, total):
