@@ -153,7 +153,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=2)
     ap.add_argument("--seq-len", type=int, default=512)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -166,6 +166,9 @@ def main(argv=None):
     ap.add_argument("--questions", type=int, default=None, help="ask only the first N held-out questions")
     ap.add_argument("--max-tokens", type=int, default=48)
     ap.add_argument("--out", default="shop_finetune_out", help="adapter, merged model and GGUF go here")
+    ap.add_argument("--eval-gguf", default="Q8_0", choices=["Q8_0", "Q4_1"],
+                    help="which merged GGUF export answers the questions too")
+    ap.add_argument("--base-answers", default=None, help="a previous REPORT.json whose base answers to reuse")
     ap.add_argument("--report", default=None, help="write REPORT.json and REPORT.md")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
@@ -195,12 +198,23 @@ def main(argv=None):
         qs = qs[:args.questions]
     print(f"train {len(train)} dialogues, validation {len(val)}; {len(qs)} held-out questions")
 
-    base = ecomlm.load(args.model, args.threads, dequantize=True)  # the weights the fine-tune starts from
     t0 = time.time()
-    before = ask_all(base, qs, system, args.max_tokens)
+    before = None
+    if args.base_answers:  # greedy answers are deterministic: reuse an earlier report's base column
+        with open(args.base_answers, encoding="utf-8") as f:
+            old = json.load(f)
+        got = {r["qid"]: r for r in old["rows"]}
+        if old["summary"]["system_prompt"] == system and old["summary"]["hyperparameters"]["model"] == args.model \
+                and old["summary"]["hyperparameters"]["max_tokens"] == args.max_tokens and all(
+                q["qid"] in got and got[q["qid"]]["question"] == q["question"] for q in qs):
+            before = [got[q["qid"]]["base"] for q in qs]
+            print(f"base answers reused from {args.base_answers}")
+    if before is None:
+        base = ecomlm.load(args.model, args.threads, dequantize=True)  # the weights the fine-tune starts from
+        before = ask_all(base, qs, system, args.max_tokens)
+        base.close()
+        del base
     t_ask_base = time.time() - t0
-    base.close()
-    del base
 
     t0 = time.time()
     hist = ft.fine_tune(args.model, train, val, epochs=args.epochs, batch_size=args.batch_size, seq_len=args.seq_len,
@@ -213,7 +227,8 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     adapter = ft.save_adapter(hist, os.path.join(args.out, "adapter"), base_model=args.model)
     ft.save_merged(hist, os.path.join(args.out, "merged"))
-    ft.save_gguf(hist, os.path.join(args.out, "shop-smollm2-135m.Q4_1.gguf"))
+    ft.save_gguf(hist, os.path.join(args.out, "shop-smollm2-135m.Q4_1.gguf"))  # the source's types
+    ft.save_gguf(hist, os.path.join(args.out, "shop-smollm2-135m.Q8_0.gguf"), "q8_0")
     hist.model.close()
     hist.trainer.close()
 
@@ -222,7 +237,7 @@ def main(argv=None):
     after = ask_all(tuned, qs, system, args.max_tokens)
     t_ask_tuned = time.time() - t0
     tuned.close()
-    gg = ecomlm.load(os.path.join(args.out, "shop-smollm2-135m.Q4_1.gguf"), args.threads)
+    gg = ecomlm.load(os.path.join(args.out, f"shop-smollm2-135m.{args.eval_gguf}.gguf"), args.threads)
     after_q = ask_all(gg, qs, system, args.max_tokens)
     gg.close()
 
@@ -230,9 +245,9 @@ def main(argv=None):
     for q, b, a, aq in zip(qs, before, after, after_q):
         rows.append(dict(qid=q["qid"], type=q["type"], kb_id=q["kb_id"], question=q["question"], fact=q["fact"],
                          base=b, base_ok=states(b, q["fact"]), tuned=a, tuned_ok=states(a, q["fact"]),
-                         tuned_q4_1=aq, tuned_q4_1_ok=states(aq, q["fact"])))
+                         tuned_gguf=aq, tuned_gguf_ok=states(aq, q["fact"])))
     n = len(rows)
-    nb, nt, nq = (sum(r[k] for r in rows) for k in ("base_ok", "tuned_ok", "tuned_q4_1_ok"))
+    nb, nt, nq = (sum(r[k] for r in rows) for k in ("base_ok", "tuned_ok", "tuned_gguf_ok"))
     gained = [r["qid"] for r in rows if r["tuned_ok"] and not r["base_ok"]]
     lost = [r["qid"] for r in rows if r["base_ok"] and not r["tuned_ok"]]
     headline = [r for r in rows if r["kb_id"] in ("returns-window", "shipping-fees")]
@@ -247,13 +262,13 @@ def main(argv=None):
                    tokens_per_s_median=sorted(r["tokens_per_s"] for r in hist if r["step"])[
                        sum(1 for r in hist if r["step"]) // 2],
                    peak_rss_mib=round(peak_rss), questions=n, base_states_fact=nb, tuned_states_fact=nt,
-                   tuned_q4_1_gguf_states_fact=nq, gained=gained, lost=lost, threads=args.threads,
+                   tuned_gguf_states_fact=nq, gguf_export=args.eval_gguf, gained=gained, lost=lost, threads=args.threads,
                    system_prompt=system, data_checks=checks)
     print()
     print(f"validation loss {v0:.4f} -> {v1:.4f} ({100 * (1 - v1 / v0):.1f} % lower) in {hist[-1]['step']} steps, "
           f"{t_train:.0f} s; peak RSS {peak_rss:.0f} MiB")
     print(f"held-out questions stating the fact: base {nb}/{n}, fine-tuned {nt}/{n} "
-          f"(merged Q4_1 GGUF {nq}/{n}); gained {len(gained)}, lost {len(lost)}")
+          f"(merged {args.eval_gguf} GGUF {nq}/{n}); gained {len(gained)}, lost {len(lost)}")
     print()
     md = [f"| qid | question | fact | base | fine-tuned |", "| --- | --- | --- | --- | --- |"]
     for r in rows:
@@ -274,7 +289,7 @@ def main(argv=None):
                 f"batch {args.batch_size} x {args.seq_len}, {hist[-1]['step']} steps, {args.threads} threads",
                 f"- validation loss {v0:.4f} -> {v1:.4f}: **{100 * (1 - v1 / v0):.1f} % lower**",
                 f"- held-out paraphrased questions whose answer states the fact: base **{nb}/{n}**, "
-                f"fine-tuned **{nt}/{n}** (the merged model re-quantised to Q4_1 GGUF: {nq}/{n}); "
+                f"fine-tuned **{nt}/{n}** (the merged model exported as {args.eval_gguf} GGUF: {nq}/{n}); "
                 f"{len(gained)} gained, {len(lost)} lost",
                 f"- training {t_train:.0f} s, whole run {time.time() - t_start:.0f} s, peak RSS {peak_rss:.0f} MiB",
                 f"- system prompt (no policies in it): \"{system}\"\n"]
