@@ -28,7 +28,8 @@ from .. import _core
 from ..errors import APIError, BadRequestError
 from . import hf
 
-__all__ = ["build_trainer", "trainer_to_model", "read_jsonl", "tokenize_example", "tokenize_examples", "pack",
+__all__ = ["build_trainer", "model_source", "hf_config_from_gguf", "trainer_to_model", "save_gguf",
+           "load_adapter", "write_tokenizer_files", "read_jsonl", "tokenize_example", "tokenize_examples", "pack",
            "fine_tune", "save_merged", "save_adapter", "History", "TrainingDivergedError", "LORA_TARGETS"]
 
 LORA_TARGETS = ("q", "k", "v", "o", "gate", "up", "down")
@@ -47,11 +48,124 @@ def _tied(family: str, cfg: dict, store) -> bool:
     return bool(cfg.get("tie_word_embeddings", False) or not store.has("lm_head.weight"))
 
 
-def build_trainer(path: str, *, lora: Optional[dict] = None, n_threads: Optional[int] = None):
-    """(trainer, family, hf config, engine config) for a Hugging Face model directory.
+def model_source(path_or_name) -> Tuple[str, str]:
+    """("hf", directory) or ("gguf", file) for a Hugging Face model directory,
+    a GGUF file, or a registered model name (the default SmolLM2 is a GGUF)."""
+    from ..errors import NotFoundError
 
+    path = os.fspath(path_or_name)
+    if os.path.isdir(path):
+        return "hf", path
+    if os.path.isfile(path):
+        with open(path, "rb") as f:
+            if f.read(4) == b"GGUF":
+                return "gguf", path
+        raise BadRequestError(f"{path} is neither a GGUF file nor a model directory", param="model")
+    from . import registry
+
+    local = registry.resolve(path)
+    if local is None:
+        raise NotFoundError(f"model '{path}' is neither a directory nor a known model name "
+                            f"({', '.join(registry.names())})", param="model")
+    return model_source(local)
+
+
+def unpermute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
+    """llama.cpp's adjacent-pair q/k rows -> Hugging Face's rotate-half rows
+    (the inverse of convert.permute_qk)."""
+    return np.ascontiguousarray(
+        w.reshape(n_head, w.shape[0] // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape))
+
+
+def hf_config_from_gguf(r) -> Tuple[str, dict, dict]:
+    """(family, Hugging Face config.json dict, engine config) of a GGUF file.
+    The engine config is the GGUF loader's one without rope_interleaved: the
+    trainer holds q/k rows in Hugging Face's rotate-half order."""
+    from .gguf_model import engine_config_from_gguf
+
+    family, gcfg = engine_config_from_gguf(r)
+    md = r.metadata
+    tied = "output.weight" not in r
+    if family == "gpt2":
+        cfg = dict(model_type="gpt2", architectures=["GPT2LMHeadModel"], n_embd=gcfg["d_model"],
+                   n_layer=gcfg["n_layer"], n_head=gcfg["n_head"], n_inner=gcfg["d_ff"], vocab_size=gcfg["vocab"],
+                   n_positions=gcfg["max_pos"], n_ctx=gcfg["max_pos"], layer_norm_epsilon=gcfg["norm_eps"],
+                   activation_function="gelu_new", tie_word_embeddings=tied)
+    else:
+        cfg = dict(model_type="llama", architectures=["LlamaForCausalLM"], hidden_size=gcfg["d_model"],
+                   intermediate_size=gcfg["d_ff"], num_hidden_layers=gcfg["n_layer"],
+                   num_attention_heads=gcfg["n_head"], num_key_value_heads=gcfg["n_kv_head"],
+                   head_dim=gcfg["head_dim"], vocab_size=gcfg["vocab"], max_position_embeddings=gcfg["max_pos"],
+                   rms_norm_eps=gcfg["norm_eps"], rope_theta=gcfg["rope_theta"], hidden_act="silu",
+                   attention_bias=False, mlp_bias=False, tie_word_embeddings=tied)
+        if gcfg.get("rope_scaling") == _core.ROPE_LINEAR:
+            cfg["rope_scaling"] = {"rope_type": "linear", "factor": gcfg["rope_factor"]}
+    for key, hkey in (("bos_token_id", "bos_token_id"), ("eos_token_id", "eos_token_id"),
+                      ("padding_token_id", "pad_token_id")):
+        if isinstance(md.get("tokenizer.ggml." + key), int):
+            cfg[hkey] = md["tokenizer.ggml." + key]
+    cfg["torch_dtype"] = "float32"
+    _, ecfg = hf.engine_config(cfg)
+    want = {k: v for k, v in gcfg.items() if k != "rope_interleaved"}
+    if any(ecfg.get(k) != v for k, v in want.items()):  # the two readers must agree on every field
+        from ..errors import ModelFormatError
+
+        raise ModelFormatError(f"{r.path}: the GGUF metadata maps to {want}, its Hugging Face config to {ecfg}")
+    return family, cfg, ecfg
+
+
+def _gguf_plan(family: str, ecfg: dict, r):
+    """[(slot, [(gguf tensor, q/k heads to un-permute or 0)])]: the GGUF
+    loader's slot plan, with the llama q/k sources marked."""
+    from .gguf_model import _plan
+
+    out = []
+    for slot, srcs in _plan(family, ecfg, r).items:
+        marked = []
+        for s in srcs:
+            heads = 0
+            if family == "llama" and s.endswith(".attn_q.weight"):
+                heads = ecfg["n_head"]
+            elif family == "llama" and s.endswith(".attn_k.weight"):
+                heads = ecfg["n_kv_head"]
+            marked.append((s, heads))
+        out.append((slot, marked))
+    return out
+
+
+def _build_trainer_gguf(path: str, lora: Optional[dict], n_threads: Optional[int]):
+    from .gguf import GGUFReader
+
+    r = GGUFReader(path)
+    family, cfg, ecfg = hf_config_from_gguf(r)
+    tr = _core.Trainer(ecfg, n_threads, bool(cfg["tie_word_embeddings"]), lora)
+    slots = dict(tr.slots())
+    for slot, srcs in _gguf_plan(family, ecfg, r):
+        if slot not in slots:
+            continue  # tied lm_head
+        parts = []
+        for s, heads in srcs:
+            w = r.dequantize(s)
+            parts.append(unpermute_qk(w, heads) if heads else w)
+        arr = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        tr.set_tensor(slot, np.ascontiguousarray(arr, dtype=np.float32), False)
+        del parts, arr
+    tr.finalize()
+    return tr, family, cfg, ecfg
+
+
+def build_trainer(path: str, *, lora: Optional[dict] = None, n_threads: Optional[int] = None):
+    """(trainer, family, hf config, engine config) for a Hugging Face model
+    directory, a GGUF file or a registered model name.
+
+    A GGUF base is dequantised into the trainer's fp32 slots (the q/k rows of
+    llama files un-permuted back to rotate-half order), so a quantised model
+    trains exactly as its dequantised weights compute.
     lora: None for full fine-tuning, or dict(rank, alpha, dropout, targets, seed).
     """
+    kind, path = model_source(path)
+    if kind == "gguf":
+        return _build_trainer_gguf(path, lora, n_threads)
     cfg = hf.read_config(path)
     family, ecfg = hf.engine_config(cfg)
     if family not in ("gpt2", "llama"):
@@ -364,7 +478,7 @@ def fine_tune(model_or_path, train_data, validation_data=None, *, tokenizer=None
               lora_targets: Sequence[str] = ("q", "k", "v", "o"), val_fraction: float = 0.1,
               eval_every: Optional[int] = None, seed: int = 0, checkpoint_dir: Optional[str] = None,
               checkpoint_every: Optional[int] = None, resume: bool = True, max_steps: Optional[int] = None,
-              n_threads: Optional[int] = None, progress: bool = True,
+              n_threads: Optional[int] = None, progress: bool = True, eval_at_start: bool = False,
               callback: Optional[Callable[[dict], None]] = None) -> History:
     """Fine-tune a gpt2 or llama model (full, or LoRA when lora_rank > 0).
 
@@ -381,6 +495,9 @@ def fine_tune(model_or_path, train_data, validation_data=None, *, tokenizer=None
     losing or repeating a step. A NaN or infinite loss raises
     TrainingDivergedError before the step is applied, so no checkpoint ever
     holds a diverged state.
+
+    eval_at_start: first record the validation loss of the untrained model
+    (a record with step 0 and loss None).
 
     Returns the history (list of dicts: step, epoch, loss, val_loss, lr,
     grad_norm, tokens_per_s), with ``.model``: the fine-tuned Model (the model
@@ -469,6 +586,11 @@ def fine_tune(model_or_path, train_data, validation_data=None, *, tokenizer=None
                 n += cnt
         return tot / n if n else None
 
+    if eval_at_start and start == 0 and val_rows is not None:
+        rec0 = dict(step=0, epoch=0, loss=None, val_loss=val_loss(), lr=0.0, grad_norm=None, tokens_per_s=None)
+        history.append(rec0)
+        if callback is not None:
+            callback(rec0)
     bar = tqdm(total=total, initial=start, disable=not progress, desc="fine-tune", unit="step")
     try:
         for step in range(start, total):
@@ -510,6 +632,9 @@ def fine_tune(model_or_path, train_data, validation_data=None, *, tokenizer=None
         bar.close()
     core = trainer_to_model(tr, ecfg, model.n_threads)
     model._core = core
+    model.engine_config = dict(ecfg)  # a GGUF base now runs with rotate-half q/k rows, unquantised
+    if hasattr(model, "weight_types"):
+        model.weight_types = {}
     history.model = model
     history.checkpoint_dir = checkpoint_dir
     history.trainer = tr
@@ -523,7 +648,8 @@ def save_merged(history_or_trainer, out_dir: str, src_dir: Optional[str] = None,
                 hf_config: Optional[dict] = None) -> str:
     """Write the fine-tuned weights (LoRA merged) as a Hugging Face model
     directory that ecomlm.load and transformers read: config.json,
-    model.safetensors, and the tokenizer files copied from src_dir."""
+    model.safetensors, and the tokenizer files copied from src_dir (or, for a
+    GGUF base, written from its metadata)."""
     import shutil
 
     from .safetensors import save_file
@@ -532,6 +658,8 @@ def save_merged(history_or_trainer, out_dir: str, src_dir: Optional[str] = None,
     family = family or history_or_trainer.family
     cfg = hf_config or history_or_trainer.hf_config
     src_dir = src_dir or history_or_trainer.model.path
+    if src_dir and not os.path.exists(src_dir):
+        src_dir = model_source(src_dir)[1]
     names = {n for n, _ in tr.slots()}
     ex = lambda n: tr.export(n, True)  # noqa: E731
     out: Dict[str, np.ndarray] = {}
@@ -585,7 +713,11 @@ def save_merged(history_or_trainer, out_dir: str, src_dir: Optional[str] = None,
     cfg["torch_dtype"] = "float32"
     with open(os.path.join(out_dir, "config.json"), "w", encoding="utf-8") as f:
         json.dump(cfg, f, indent=2)
-    if src_dir:
+    if src_dir and os.path.isfile(src_dir):  # a GGUF base: its tokenizer from the metadata
+        from .gguf import GGUFReader
+
+        write_tokenizer_files(GGUFReader(src_dir).metadata, out_dir)
+    elif src_dir:
         for fn in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
                    "merges.txt", "generation_config.json", "vocab.txt"):
             if os.path.isfile(os.path.join(src_dir, fn)):
@@ -611,3 +743,170 @@ def save_adapter(history_or_trainer, out_dir: str, base_model: Optional[str] = N
     with open(os.path.join(out_dir, "adapter_config.json"), "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=2)
     return out_dir
+
+
+def write_tokenizer_files(meta: dict, out_dir: str) -> None:
+    """tokenizer.json and tokenizer_config.json (read by ecomlm and by
+    transformers) for a GGUF file's byte-level BPE tokenizer."""
+    from .tokenizer import _GGUF_PRE, LLAMA3_PATTERN, QWEN2_PATTERN
+
+    g = "tokenizer.ggml."
+    if meta.get(g + "model") != "gpt2":
+        raise BadRequestError(f"cannot write a tokenizer.json for GGUF tokenizer {meta.get(g + 'model')!r} "
+                              "(byte-level BPE only)", param="model")
+    tokens, types = meta[g + "tokens"], meta.get(g + "token_type") or [1] * len(meta[g + "tokens"])
+    pre, digits = _GGUF_PRE[meta.get(g + "pre", "default")]
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": pre == "gpt2"}
+    steps = [{"type": "Digits", "individual_digits": True}] if digits else []
+    if pre != "gpt2":
+        steps.append({"type": "Split", "pattern": {"Regex": {"llama3": LLAMA3_PATTERN, "qwen2": QWEN2_PATTERN}[pre]},
+                      "behavior": "Isolated", "invert": False})
+    steps.append(byte_level)
+    added = [{"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False,
+              "special": int(types[i]) == 3} for i, t in enumerate(tokens) if int(types[i]) in (3, 4)]
+    data = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added, "normalizer": None,
+            "pre_tokenizer": {"type": "Sequence", "pretokenizers": steps} if len(steps) > 1 else steps[0],
+            "post_processor": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False,
+                               "use_regex": True},
+            "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+            "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                      "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False,
+                      "ignore_merges": False, "vocab": {t: i for i, t in enumerate(tokens)},
+                      "merges": list(meta.get(g + "merges") or [])}}
+    name = lambda key: tokens[meta[g + key]] if isinstance(meta.get(g + key), int) else None  # noqa: E731
+    conf = {"tokenizer_class": "GPT2Tokenizer", "clean_up_tokenization_spaces": False,
+            "model_max_length": 1 << 30, "add_prefix_space": False}
+    for key, hkey in (("bos_token_id", "bos_token"), ("eos_token_id", "eos_token"),
+                      ("unknown_token_id", "unk_token"), ("padding_token_id", "pad_token")):
+        if name(key) is not None:
+            conf[hkey] = name(key)
+    if g + "add_bos_token" in meta and "bos_token" in conf:
+        conf["add_bos_token"] = bool(meta[g + "add_bos_token"])
+    if meta.get("tokenizer.chat_template"):
+        conf["chat_template"] = meta["tokenizer.chat_template"]
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "tokenizer.json"), "w", encoding="utf-8") as f:
+        json.dump(data, f, ensure_ascii=False)
+    with open(os.path.join(out_dir, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+        json.dump(conf, f, ensure_ascii=False, indent=2)
+
+
+def save_gguf(history_or_trainer, out_path: str, qtype=None, src: Optional[str] = None) -> dict:
+    """Write the fine-tuned weights (LoRA merged) as a GGUF file.
+
+    From a GGUF base: every metadata key of the source is copied, the tensors
+    come in the source's order, llama q/k rows are permuted back to
+    llama.cpp's adjacent-pair order, and each tensor is re-quantised to its
+    source type (qtype=None) or, given qtype ("f16", "f32", "q8_0", ...), the
+    matrices to that type (with quantize.py's fall-backs) and 1-D tensors F32.
+    From a Hugging Face base the merged directory is converted as
+    ``ecomlm quantize`` does (qtype default "f32"). Returns {tensor: type name}.
+    """
+    import shutil
+
+    from .convert import permute_qk
+    from .gguf import GGMLType, GGUFReader, GGUFWriter, ValueType, copy_metadata
+    from .quantize import _FILE_TYPE, QUANT_TYPES, _target_type, quantize_file
+
+    tr = getattr(history_or_trainer, "trainer", history_or_trainer)
+    src = src or history_or_trainer.model.path
+    kind, src = model_source(src)
+    if qtype is not None and isinstance(qtype, str):
+        if qtype.lower() not in QUANT_TYPES:
+            raise BadRequestError(f"unknown quantisation type {qtype!r}; choose from {', '.join(QUANT_TYPES)}",
+                                  param="qtype")
+        qtype = QUANT_TYPES[qtype.lower()]
+    if kind == "hf":
+        tmp = tempfile.mkdtemp(prefix=".merged-", dir=os.path.dirname(os.path.abspath(out_path)))
+        try:
+            save_merged(history_or_trainer, tmp, src, getattr(history_or_trainer, "family", None),
+                        getattr(history_or_trainer, "hf_config", None))
+            return quantize_file(tmp, out_path, GGMLType.F32 if qtype is None else qtype)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    r = GGUFReader(src)
+    family, _, ecfg = hf_config_from_gguf(r)
+    names = {n for n, _ in tr.slots()}
+    where: Dict[str, Tuple[str, int, int, int]] = {}  # gguf tensor -> (slot, first row, rows, q/k heads)
+    for slot, srcs in _gguf_plan(family, ecfg, r):
+        if slot not in names:
+            continue
+        row = 0
+        for s, heads in srcs:
+            n = r.tensor(s).shape[0]
+            where[s] = (slot, row, n, heads)
+            row += n
+    w = GGUFWriter(out_path, alignment=r.alignment)
+    copy_metadata(r, w, skip=["general.file_type"] if qtype is not None else [])
+    if qtype is not None:
+        w.add("general.file_type", _FILE_TYPE.get(qtype, 0), ValueType.UINT32)
+    cache: Dict[str, np.ndarray] = {}
+    written = {}
+    for t in r.tensors:
+        if t.name not in where:  # a tensor the engine does not train (e.g. rope_freqs): as it was
+            w.add_tensor(t.name, r.raw(t.name), t.type, t.shape)
+            written[t.name] = _core.type_info(t.type)[0]
+            continue
+        slot, row, n, heads = where[t.name]
+        if slot not in cache:
+            cache = {slot: tr.export(slot, True)}  # one fused slot at a time
+        arr = np.ascontiguousarray(cache[slot][row:row + n]).reshape(t.shape)
+        if heads:
+            arr = np.ascontiguousarray(permute_qk(arr, heads))
+        target = t.type if qtype is None else (_target_type(t.shape, qtype) if len(t.shape) == 2
+                                               else GGMLType.F32)
+        if target == GGMLType.F32:
+            w.add_tensor(t.name, arr.astype(np.float32))
+        elif target == GGMLType.F16:
+            w.add_tensor(t.name, arr.astype(np.float16))
+        else:
+            w.add_tensor(t.name, _core.quantize(np.ascontiguousarray(arr, np.float32), target), target, t.shape)
+        written[t.name] = _core.type_info(target)[0]
+    w.write()
+    return written
+
+
+def load_adapter(adapter_dir: str, base: Optional[str] = None, n_threads: Optional[int] = None):
+    """A Model: the base (adapter_config.json's base_model unless given: a
+    directory, GGUF file or registered name) with the LoRA adapter of
+    save_adapter merged in at load time (fp32 weights)."""
+    from .model import load
+    from .safetensors import SafeTensorsFile, to_float32
+
+    cpath = os.path.join(adapter_dir, "adapter_config.json")
+    if not os.path.isfile(cpath):
+        from ..errors import NotFoundError
+
+        raise NotFoundError(f"no adapter_config.json in {adapter_dir}", param="model")
+    with open(cpath, encoding="utf-8") as f:
+        meta = json.load(f)
+    if meta.get("format") != "ecomlm-lora":
+        raise BadRequestError(f"{cpath}: not an ecomlm LoRA adapter", param="model")
+    base = base or meta.get("base_model")
+    if not base:
+        raise BadRequestError(f"{cpath} names no base_model; pass base=", param="base")
+    rank = int(meta["rank"])
+    lora = dict(rank=rank, alpha=float(meta["scale"]) * rank, dropout=0.0, targets=list(meta["targets"]), seed=0)
+    tr, family, cfg, ecfg = build_trainer(base, lora=lora, n_threads=n_threads)
+    st = SafeTensorsFile(os.path.join(adapter_dir, "adapter.safetensors"))
+    params = tr.parameters()
+    want = set(tr.gradients())
+    have = set(st.names())
+    if want != have:
+        raise BadRequestError(f"adapter tensors do not match the base with rank {rank} on "
+                              f"{', '.join(meta['targets'])}: missing {sorted(want - have)[:3]}, "
+                              f"unexpected {sorted(have - want)[:3]}", param="model")
+    for n in want:
+        arr = to_float32(st.raw(n), st.dtype(n))
+        if arr.shape != params[n].shape:
+            raise BadRequestError(f"adapter tensor {n} has shape {arr.shape}, the base needs {params[n].shape}",
+                                  param="model")
+        params[n][...] = arr
+    model = load(base, n_threads)
+    model._core = trainer_to_model(tr, ecfg, model.n_threads)
+    model.engine_config = dict(ecfg)
+    if hasattr(model, "weight_types"):
+        model.weight_types = {}
+    model.adapter = adapter_dir
+    tr.close()
+    return model

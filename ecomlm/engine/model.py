@@ -359,7 +359,8 @@ def load_hf_dir(path: str, n_threads: Optional[int] = None, name: Optional[str] 
 
 
 def load(path_or_name: str | os.PathLike, n_threads: Optional[int] = None, dequantize: bool = False) -> Model:
-    """Load a model: a Hugging Face directory, a GGUF file, or a registered name.
+    """Load a model: a Hugging Face directory, a GGUF file, a registered name,
+    or a LoRA adapter directory (save_adapter's; merged into its base at load).
 
     n_threads: OpenMP threads per call (default: the cores this process may use).
     dequantize: widen a GGUF model's quantised weights to fp32 (exact, larger).
@@ -367,6 +368,11 @@ def load(path_or_name: str | os.PathLike, n_threads: Optional[int] = None, dequa
     if not isinstance(path_or_name, (str, os.PathLike)):
         raise BadRequestError("model must be a path or a model name", param="model")
     path = os.fspath(path_or_name)
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")) \
+            and os.path.isfile(os.path.join(path, "adapter_config.json")):
+        from .finetune import load_adapter  # a LoRA adapter: its base with the adapter merged at load
+
+        return load_adapter(path, n_threads=n_threads)
     if os.path.isdir(path):
         model = load_hf_dir(path, n_threads)
     elif os.path.isfile(path):
