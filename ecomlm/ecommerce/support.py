@@ -25,8 +25,13 @@ retrieval score below `min_score` ("low_confidence"; the default threshold
 sits between the sample shop's in-scope example questions and its training
 dialogues' off-topic requests, see tools/eval_ecommerce.py).
 
-Follow-ups ("and for shoes?") are searched both alone and joined to the
-previous user turn; the two score vectors are averaged.
+Follow-ups: an elliptical one ("And for shoes?", "What about X?", "And if
+it's X?") is rewritten as the previous user turn with X in place of its
+content word nearest X ("How long do I have to return a jacket?" -> "... return
+a shoes?") and searched as that; other follow-ups (a cue word, at most four
+words, or a pronoun in at most seven) are searched alone and joined to the
+previous user turn, the two score vectors averaged (weight 0.75 on the joined
+one when the question has a pronoun: "How much does it cost?").
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import numpy as np
 
 from ..errors import BadRequestError
 from . import _validate as V
+from .knowledge import _STOP as _STOP_WORDS
 from .knowledge import KnowledgeBase
 
 __all__ = ["Reply", "SupportAgent", "HANDOFF_REASONS", "DEFAULT_CHAT_MODEL", "key_sentences"]
@@ -76,6 +82,10 @@ _ORDER_ASK = re.compile(r"\b(where(?:'s| is) my (?:order|package|parcel)|my (?:o
                         r"order status|status of (?:my )?order|has (?:my )?order|track(?:ing)? my)\b", re.I)
 _FOLLOW = re.compile(r"^\s*(?:and|but|also|what about|how about|same for|is it (?:the same|different)|"
                      r"does that|what if|and if|ok(?:ay)?,? and)\b", re.I)
+_ELLIPSIS = re.compile(r"^\s*(?:and|but|also|ok(?:ay)?,?\s*and)?\s*(?:what about|how about|and for|for|and if it'?s|"
+                       r"if it'?s|and|is it the same for|same for|and with|with)\s+(?:an?\s+|the\s+|my\s+)?"
+                       r"(.{1,40}?)\s*\??\s*$", re.I)
+_PRONOUN = re.compile(r"\b(it|that|this|they|them|those|one)\b", re.I)
 _SHOP_WORDS = re.compile(r"\b(orders?|return\w*|refund\w*|ship\w*|deliver\w*|sizes?|fit|pay\w*|warrant\w*|"
                          r"products?|items?|account|discount\w*|price\w*|coupon|promo|gift|exchange\w*|parcel|"
                          r"package|track\w*|cancel\w*|store|stock|brightcart)\b", re.I)
@@ -218,10 +228,35 @@ class SupportAgent:
     # ------------------------------------------------------------ retrieval
     def _scores(self, question: str, user_turns: list) -> np.ndarray:
         s = self.kb.scores(question)[0]
-        if user_turns and (_FOLLOW.search(question) or len(_words(question)) <= 4):
-            ctx = self.kb.scores(user_turns[-1] + " " + question)[0]
-            s = 0.5 * (s + ctx)
+        n_words = len(_words(question))
+        if user_turns and (_FOLLOW.search(question) or n_words <= 4 or (n_words <= 7 and _PRONOUN.search(question))):
+            prev = user_turns[-1]
+            rewritten = self.rewrite_follow_up(prev, question)
+            if rewritten is not None:                       # "And for shoes?" -> the previous question, about shoes
+                return self.kb.scores(rewritten)[0]
+            ctx = self.kb.scores(prev + " " + question)[0]
+            w = 0.75 if _PRONOUN.search(question) else 0.5    # "How much does it cost?": "it" is in the context
+            s = (1 - w) * s + w * ctx
         return s
+
+    def rewrite_follow_up(self, previous: str, question: str) -> Optional[str]:
+        """An elliptical follow-up ("And for shoes?", "What about X?", "And if
+        it's X?", "Is it the same for X?", X of at most three words) rewritten
+        as the previous question with X in place of the previous question's
+        content word most similar to X (by the KB's embedder); None when the
+        question is not of that form."""
+        m = _ELLIPSIS.match(question)
+        if not m or len(m.group(1).split()) > 3:
+            return None
+        x = m.group(1).strip()
+        cands = [w for w in (t.strip(".,;:!?\"()") for t in previous.split())
+                 if len(w) > 2 and w.isalpha() or "-" in w and w.replace("-", "").isalpha()]
+        cands = [w for w in cands if w.lower() not in _STOP_WORDS]
+        if not cands:
+            return None
+        vecs = self.kb.embed(cands + [x])
+        w = cands[int(np.argmax(vecs[:-1] @ vecs[-1]))]
+        return re.sub(r"\b" + re.escape(w) + r"\b", x, previous, count=1)
 
     # --------------------------------------------------------------- answer
     def _answer(self, question: str, entry: dict, score: float) -> Reply:
