@@ -4,7 +4,8 @@
     python tools/eval_ecommerce.py kb recommender reviews support descriptions
     ECOMLM_EVAL_N=20 python tools/eval_ecommerce.py support    # a quick subset
 
-kb:          top-1 / top-3 retrieval accuracy on the held-out paraphrased questions
+kb:          top-1 / top-3 retrieval accuracy on the held-out paraphrased questions: the "test"
+             split is the figure to report, "dev" (2 questions of 5 per entry) is for tuning
 recommender: recall@10, NDCG@10, coverage on a time-based split (last 20 % of events)
 reviews:     sentiment accuracy and aspect F1 on a seeded 80/20 split of the reviews
 support:     SupportAgent with smollm2-135m-instruct on the held-out questions: source top-1,
@@ -33,9 +34,16 @@ def kb(shop):
                       ("default + BM25 0.2", dict(lexical_weight=0.2))):
         base = KnowledgeBase.from_records(shop.kb_records("en"), **kw)
         hits = base.search_many([q["question"] for q in qs], k=3)
-        top1 = np.mean([h[0].id == q["kb_id"] for h, q in zip(hits, qs)])
-        top3 = np.mean([q["kb_id"] in [x.id for x in h] for h, q in zip(hits, qs)])
-        print(f"  {label:32s} top-1 {top1:.3f}  top-3 {top3:.3f}  (n={len(qs)})")
+        ok1 = np.array([h[0].id == q["kb_id"] for h, q in zip(hits, qs)])
+        ok3 = np.array([q["kb_id"] in [x.id for x in h] for h, q in zip(hits, qs)])
+        parts = "  ".join(f"{name} {ok1[m].mean():.3f}/{ok3[m].mean():.3f} (n={m.sum()})" for name, m in _splits(qs))
+        print(f"  {label:32s} top-1/top-3: {parts}")
+
+
+def _splits(qs):
+    """(name, mask) of the in-scope questions: the test split (report), the dev split (tuning), all."""
+    split = np.array([q.get("split", "test") for q in qs])
+    return (("test", split == "test"), ("dev", split == "dev"), ("all", np.ones(len(qs), bool)))
 
 
 def recommender(shop):
@@ -90,10 +98,13 @@ def support(shop):
                          secs=time.time() - t, text=r.text))
     df = pd.DataFrame(rows)
     ins, fol, hand = df[df.type == "in_scope"], df[df.type == "follow_up"], df[df.type == "handoff"]
-    if len(ins):
-        print(f"  in-scope  n={len(ins):3d}  source top-1 {np.mean(ins.got == ins.want):.3f}  "
-              f"fact stated {ins.stated.mean():.3f} (when the source is right: {ins[ins.got == ins.want].stated.mean():.3f})  "
-              f"model wording kept {ins.generated.mean():.3f}  false hand-offs {ins.handoff.mean():.3f}")
+    for name, mask in _splits([q for q in qs if q["type"] == "in_scope"]):
+        part = ins[mask]
+        if len(part):
+            print(f"  in-scope {name:4s} n={len(part):3d}  source top-1 {np.mean(part.got == part.want):.3f}  "
+                  f"fact stated {part.stated.mean():.3f} (when the source is right: "
+                  f"{part[part.got == part.want].stated.mean():.3f})  model wording kept {part.generated.mean():.3f}  "
+                  f"false hand-offs {part.handoff.mean():.3f}")
     if len(fol):
         print(f"  follow-up n={len(fol):3d}  resolved (right source) {np.mean(fol.got == fol.want):.3f}  "
               f"fact stated {fol.stated.mean():.3f}")

@@ -137,6 +137,8 @@ def find_invented_numbers(text: str, attributes: dict, allowed: Iterable = ()) -
         attributes = attributes.to_dict()
     if not isinstance(attributes, dict):
         raise BadRequestError("attributes must be a dict (or a pandas row)", param="attributes")
+    if isinstance(allowed, (str, bytes)) or not isinstance(allowed, Iterable):
+        raise BadRequestError("allowed must be a list of numbers or strings", param="allowed")
     known = set()
     for v in list(attributes.values()) + list(allowed):
         if isinstance(v, bool) or v is None:
@@ -208,6 +210,8 @@ class DescriptionWriter:
             raise BadRequestError(f"max_tries must be an integer >= 0, got {max_tries!r}", param="max_tries")
         if keys is not None and (isinstance(keys, str) or not all(isinstance(k, str) for k in keys)):
             raise BadRequestError("keys must be a list of attribute names", param="keys")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise BadRequestError(f"seed must be an integer, got {seed!r}", param="seed")
         self.model_name = model
         self._model = model if hasattr(model, "chat") else None
         self.max_tries = max_tries
@@ -332,8 +336,11 @@ class DescriptionWriter:
         if ids.duplicated().any():
             raise BadRequestError(f"products.{id_column} has duplicate ids, e.g. {ids[ids.duplicated()].iloc[0]!r}",
                                   param=f"products.{id_column}")
+        V.positive_int(batch_size, "batch_size")
         done = {}
         if output is not None:
+            if not isinstance(output, (str, os.PathLike)):
+                raise BadRequestError(f"output must be a .jsonl file path, got {type(output).__name__}", param="output")
             output = os.fspath(output)
             if os.path.exists(output):
                 with open(output, encoding="utf-8") as f:
@@ -352,7 +359,6 @@ class DescriptionWriter:
         todo = [(pid, row) for pid, row in zip(ids, rows) if pid not in done]
         bar = tqdm(total=len(rows), initial=len(rows) - len(todo), desc="descriptions",
                    disable=not progress) if tqdm is not None else None
-        V.positive_int(batch_size, "batch_size")
         sink = open(output, "a", encoding="utf-8") if output is not None else None
         try:
             for b in range(0, len(todo), batch_size):

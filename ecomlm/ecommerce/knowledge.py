@@ -147,6 +147,11 @@ class KnowledgeBase:
                 raise BadRequestError(f"records[{i}].text must be a non-empty string", param=f"records[{i}].text")
             title = r.get("title")
             title = "" if title is None or (isinstance(title, float) and math.isnan(title)) else str(title)
+            q = r.get("questions")
+            if q is not None and not isinstance(q, str) and not (
+                    isinstance(q, (list, tuple)) and all(isinstance(x, str) for x in q)):
+                raise BadRequestError(f"records[{i}].questions must be a list of strings (or 'q1|q2')",
+                                      param=f"records[{i}].questions")
             seen.add(rid)
             self.records.append(dict(r, id=rid, title=title))
         if not isinstance(question_weight, (int, float)) or question_weight < 0:
@@ -321,6 +326,8 @@ class KnowledgeBase:
 
     def _search(self, query, k, lang, min_score, vec) -> list[Hit]:
         V.positive_int(k, "k")
+        if min_score is not None:
+            V.number(min_score, "min_score")
         if lang is not None and not isinstance(lang, str):
             raise BadRequestError("lang must be a language code such as 'en'", param="lang")
         hybrid, dense, lex = self.scores(query, lang, vec)

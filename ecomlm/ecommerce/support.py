@@ -112,6 +112,9 @@ def _sentences(text: str) -> list[str]:
 def key_sentences(entry: dict, max_sentences: int = 2) -> list[str]:
     """The sentences of an entry that state its facts (its first sentence when
     it lists none): the extractive answer the agent falls back to."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("text"), str):
+        raise BadRequestError("entry must be a KB record (a dict with a 'text' string)", param="entry")
+    V.positive_int(max_sentences, "max_sentences")
     sents = _sentences(entry["text"])
     facts = [str(f).lower() for f in (entry.get("facts") or [])]
     keep = [s for s in sents if any(f in s.lower() for f in facts)] if facts else []
@@ -154,6 +157,9 @@ class SupportAgent:
             raise BadRequestError("min_score must be a number", param="min_score")
         V.positive_int(max_tokens, "max_tokens")
         V.text(shop_name, "shop_name")
+        V.text(customer_field, "customer_field")
+        V.identity(customer_id, "customer_id")
+        V.integer(seed, "seed")
         if not (model is None or isinstance(model, str) or hasattr(model, "chat")):
             raise BadRequestError("model must be a model name, a loaded model, or None (extractive answers)",
                                   param="model")
@@ -187,6 +193,7 @@ class SupportAgent:
         """Reply to `question` given the earlier `history` (OpenAI-style
         messages, oldest first)."""
         V.text(question, "question")
+        V.identity(customer_id, "customer_id")
         history = _history(history)
         customer = customer_id if customer_id is not None else self.customer_id
         user_turns = [m["content"] for m in history if m["role"] == "user"]
@@ -355,6 +362,9 @@ class SupportAgent:
 def order_text(order_id: str, rec: dict) -> str:
     """A status sentence from an order record (status, items, carrier,
     tracking, shipped, eta); unknown statuses are quoted as given."""
+    V.text(order_id, "order_id")
+    if not isinstance(rec, dict):
+        raise BadRequestError(f"the order record must be a dict, got {type(rec).__name__}", param="rec")
     items = rec.get("items") or []
     what = f" ({', '.join(map(str, items))})" if items else ""
     carrier, track, eta, ship = (rec.get(k) for k in ("carrier", "tracking", "eta", "shipped"))
