@@ -241,7 +241,16 @@ def test_faithfulness_checks():
     d = check_description(good, attrs)
     assert d.missing == [] and d.invented == [] and d.faithful
     bad = "A red running shoe with a 2-year warranty, now 1,299 dollars."
-    assert find_invented_numbers(bad, attrs) == ["2", "1,299"]
+    assert find_invented_numbers(bad, attrs) == ["2-year", "1,299"]
+    # a number the attributes hold, but with another unit, is invented too; so is a spelled-out one
+    knife = {"name": "Canyon Chef's Knife", "sizes": "20 cm", "price": 87.99, "weight_g": 230,
+             "features": "58 HRC hardness; full tang; two rivets"}
+    assert find_invented_numbers("A 20-cm blade, only $87.99, 230 g, 58 HRC and two rivets.", knife) == []
+    assert find_invented_numbers("A 20-cm, 87.99-g knife with 230 HRC hardness for $230.", knife) == \
+        ["87.99-g", "230 HRC", "$230"]
+    assert find_invented_numbers("Three colours and twelve styles, one size.", knife) == ["Three", "twelve"]
+    assert find_invented_numbers("SPF 50 in a 50 ml tube, a 30L bag", {"name": "Sunscreen SPF 50", "sizes": "50 ml",
+                                                                       "bag": "30L backpack"}) == []
     assert "name=Strideline Aero Running Shoe" in find_missing(bad, attrs) and "color=red" not in find_missing(bad, attrs)
     assert find_invented_numbers("2-year warranty", attrs, allowed=[2]) == []
     with pytest.raises(BadRequestError):
