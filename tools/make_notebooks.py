@@ -179,13 +179,26 @@ with open(train_path, "w", encoding="utf-8") as f:
     for d in shop.dialogues:
         f.write(json.dumps(d, ensure_ascii=False) + "\\n")
 print("training file:", train_path)''',
-        "## Fine-tune (runs once `Model.fine_tune` is available)",
-        '''# FINE-TUNING CELL: runs when the engine has Model.fine_tune (branch `finetune`); otherwise it says so.
-if hasattr(m, "fine_tune") and not FAST:
-    job = m.fine_tune(train_path, epochs=1)
-    print(job)
+        "## Fine-tune\n\n`Model.fine_tune` trains a Hugging Face checkpoint (config.json + safetensors; full or "
+        "LoRA). The default chat model ships as a quantised GGUF file, which cannot be trained: set "
+        "`ECOMLM_FT_MODEL` to a model directory (for example SmolLM2-135M-Instruct from your Hugging Face cache) "
+        "to run this cell.",
+        '''# FINE-TUNING CELL: LoRA on the support dialogues, then the loss curves
+ft_dir = os.environ.get("ECOMLM_FT_MODEL")
+if ft_dir:
+    ft_model = ecomlm.load(ft_dir)
+    # SmolLM2's tokenizer (from the GGUF model above) unless the checkpoint brings its own
+    tok = None if os.path.isfile(os.path.join(ft_dir, "tokenizer.json")) else m.tokenizer
+    hist = pd.DataFrame(ft_model.fine_tune(train_path, tokenizer=tok, epochs=1, lora_rank=8, batch_size=4, seq_len=512,
+                                           max_steps=4 if FAST else None, eval_every=2 if FAST else 20))
+    ax = hist.plot(x="step", y="loss", figsize=(6, 3), label="training loss")
+    val = hist.dropna(subset=["val_loss"])
+    if len(val):
+        val.plot(x="step", y="val_loss", ax=ax, marker="o", label="validation loss")
+    ax.set_ylabel("cross-entropy (nats/token)"); plt.show()
+    print(f"{len(hist)} steps: training loss {hist.loss.iloc[0]:.3f} -> {hist.loss.iloc[-1]:.3f}")
 else:
-    print("Model.fine_tune is not available in this build (or FAST mode): no fine-tuning run, no results shown.")''',
+    print("ECOMLM_FT_MODEL is not set: no trainable checkpoint, so no fine-tuning run and no loss curve.")''',
     ],
 }
 
