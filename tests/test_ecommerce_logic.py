@@ -249,6 +249,10 @@ def test_faithfulness_checks():
     assert find_invented_numbers("A 20-cm, 87.99-g knife with 230 HRC hardness for $230.", knife) == \
         ["87.99-g", "230 HRC", "$230"]
     assert find_invented_numbers("Three colours and twelve styles, one size.", knife) == ["Three", "twelve"]
+    # values match as whole words: size "S" is not stated by "shoes", nor "M" by "made"
+    tee = {"name": "Crew T-Shirt", "sizes": "XS;S;M;L;XL", "brand": "Nook & Co."}
+    assert find_missing("Nook & Co. crew t-shirts, made in sizes XS and XL.", tee) == ["sizes=S", "sizes=M", "sizes=L"]
+    assert find_missing("The Nook & Co. Crew T-Shirt in XS, S, M, L and XL.", tee) == []
     assert find_invented_numbers("SPF 50 in a 50 ml tube, a 30L bag", {"name": "Sunscreen SPF 50", "sizes": "50 ml",
                                                                        "bag": "30L backpack"}) == []
     assert "name=Strideline Aero Running Shoe" in find_missing(bad, attrs) and "color=red" not in find_missing(bad, attrs)

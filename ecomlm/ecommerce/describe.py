@@ -104,11 +104,14 @@ def _stated(text_n: str, value) -> bool:
     if isinstance(value, (int, float)):
         return any(re.search(rf"(?<![\d.,]){re.escape(f)}(?![\d])", text_n) for f in _number_forms(float(value)))
     v = _norm(str(value))
-    if v in text_n:
+    if not v:
         return True
-    # "Strideline Aero Running Shoe" stated as "Strideline Aero running shoes": allow plural / hyphen variants
+    # a whole word or phrase, not a piece of one: size "S" is not stated by "shoes", "M" not by "made".
+    # "Strideline Aero Running Shoe" stated as "Strideline Aero running shoes": plural / hyphen variants
     loose = re.escape(v).replace(r"\ ", r"[\s-]+").replace(r"\-", r"[\s-]*")
-    return re.search(loose + r"(?:e?s)?\b", text_n) is not None
+    left = r"(?<!\w)" if v[0].isalnum() or v[0] == "_" else ""
+    right = r"(?:e?s)?(?!\w)" if v[-1].isalnum() or v[-1] == "_" else ""
+    return re.search(left + loose + right, text_n) is not None
 
 
 def find_missing(text: str, attributes: dict, keys: Optional[Iterable[str]] = None) -> list[str]:
