@@ -129,18 +129,48 @@ def descriptions(shop):
     t = time.time()
     recs = products.to_dict("records")
     ds = [d for b in range(0, len(recs), 8) for d in writer.write_many(recs[b:b + 8])]   # one decode batch per 8
-    for d in ds:
+    for d, rec in zip(ds, recs):
         rows.append(dict(n_values=d.n_values, n_missing=len(d.missing), invented=len(d.invented), tries=d.tries,
-                         repaired=d.repaired, model_missing=len(d.model_missing), model_invented=len(d.model_invented)))
+                         repaired=d.repaired, model_missing=len(d.model_missing), model_invented=len(d.model_invented),
+                         strict_missing=_strict_missing(d.text, rec), strict_invented=_strict_invented(d.text, rec)))
     df = pd.DataFrame(rows)
     cov = 1 - df.n_missing.sum() / df.n_values.sum()
     print(f"  n={len(df)} products  attribute values stated {cov:.3f} ({df.n_values.sum() - df.n_missing.sum()}/"
           f"{df.n_values.sum()})  invented numbers surviving {int(df.invented.sum())}  "
           f"model text kept without repair {1 - df.repaired.mean():.3f}  mean tries {df.tries.mean():.2f}  "
           f"({(time.time() - t) / len(df):.1f} s per product)")
+    print(f"  independent strict recount of the final texts: values missing {int(df.strict_missing.sum())}, "
+          f"numbers not in the attributes {int(df.strict_invented.sum())}")
     print(f"  the model's best try before repair: values stated {1 - df.model_missing.sum() / df.n_values.sum():.3f}, "
           f"invented numbers caught {int(df.model_invented.sum())} in {int((df.model_invented > 0).sum())} products "
           f"(their sentences dropped, then the values still missing appended)")
+
+
+def _strict_missing(text, rec):
+    """Attribute values not in the text, counted without the package's checker: strings as exact
+    whole words (case-insensitive, no plural or hyphen leniency), numbers in any usual format."""
+    import re
+
+    from ecomlm.ecommerce.describe import attribute_values
+
+    low, n = text.lower(), 0
+    for k, v in attribute_values(rec):
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            forms = {f"{v:.2f}", f"{v:,.2f}"} | ({str(int(v)), f"{int(v):,}"} if float(v).is_integer() else {f"{v:g}"})
+            n += not any(re.search(rf"(?<![\d.,]){re.escape(f)}(?!\d)", low) for f in forms)
+        else:
+            n += re.search(rf"(?<!\w){re.escape(str(v).lower())}(?!\w)", low) is None
+    return n
+
+
+def _strict_invented(text, rec):
+    """Numbers in the text that appear in no attribute value (digits only, units ignored)."""
+    import re
+
+    num = re.compile(r"\d+(?:[.,]\d+)*")
+    known = {x.replace(",", "") for v in rec.values() for x in num.findall(str(v))}
+    known |= {f"{float(x):.2f}" for x in list(known)} | {str(int(float(x))) for x in list(known) if float(x).is_integer()}
+    return sum(x.replace(",", "") not in known for x in num.findall(text))
 
 
 def main(argv):
