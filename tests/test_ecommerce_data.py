@@ -74,6 +74,9 @@ def test_knowledge_base_and_questions(shop):
     qs = shop.questions
     inscope = [q for q in qs if q["type"] == "in_scope"]
     assert len(inscope) >= 100
+    # a dev split (2 per entry) for tuning and a test split of >= 100 to report
+    assert {q["split"] for q in inscope} == {"dev", "test"} and sum(q["split"] == "test" for q in inscope) >= 100
+    assert len({q["question"].lower() for q in inscope}) == len(inscope)
     asked = {q.lower() for r in kb.values() for q in r.get("questions", [])}
     for q in inscope + [q for q in qs if q["type"] == "follow_up"]:
         assert q["kb_id"] in kb and q["fact"].lower() in kb[q["kb_id"]]["text"].lower(), q

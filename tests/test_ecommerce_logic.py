@@ -241,7 +241,20 @@ def test_faithfulness_checks():
     d = check_description(good, attrs)
     assert d.missing == [] and d.invented == [] and d.faithful
     bad = "A red running shoe with a 2-year warranty, now 1,299 dollars."
-    assert find_invented_numbers(bad, attrs) == ["2", "1,299"]
+    assert find_invented_numbers(bad, attrs) == ["2-year", "1,299"]
+    # a number the attributes hold, but with another unit, is invented too; so is a spelled-out one
+    knife = {"name": "Canyon Chef's Knife", "sizes": "20 cm", "price": 87.99, "weight_g": 230,
+             "features": "58 HRC hardness; full tang; two rivets"}
+    assert find_invented_numbers("A 20-cm blade, only $87.99, 230 g, 58 HRC and two rivets.", knife) == []
+    assert find_invented_numbers("A 20-cm, 87.99-g knife with 230 HRC hardness for $230.", knife) == \
+        ["87.99-g", "230 HRC", "$230"]
+    assert find_invented_numbers("Three colours and twelve styles, one size.", knife) == ["Three", "twelve"]
+    # values match as whole words: size "S" is not stated by "shoes", nor "M" by "made"
+    tee = {"name": "Crew T-Shirt", "sizes": "XS;S;M;L;XL", "brand": "Nook & Co."}
+    assert find_missing("Nook & Co. crew t-shirts, made in sizes XS and XL.", tee) == ["sizes=S", "sizes=M", "sizes=L"]
+    assert find_missing("The Nook & Co. Crew T-Shirt in XS, S, M, L and XL.", tee) == []
+    assert find_invented_numbers("SPF 50 in a 50 ml tube, a 30L bag", {"name": "Sunscreen SPF 50", "sizes": "50 ml",
+                                                                       "bag": "30L backpack"}) == []
     assert "name=Strideline Aero Running Shoe" in find_missing(bad, attrs) and "color=red" not in find_missing(bad, attrs)
     assert find_invented_numbers("2-year warranty", attrs, allowed=[2]) == []
     with pytest.raises(BadRequestError):
@@ -260,3 +273,69 @@ def test_kb_search_many_matches_search():
         kb.search_many([])
     with pytest.raises(BadRequestError):
         kb.search_many(["ok", ""])
+
+
+# ------------------------------------------------------------- bad input everywhere
+def test_public_functions_name_the_bad_field(shop, split, tmp_path):
+    """Wrong types and shapes reach every public entry point as BadRequestError
+    naming the field, never as a TypeError/KeyError from deep inside."""
+    from ecomlm.ecommerce import DescriptionWriter, SupportAgent, key_sentences, order_text
+
+    train, test = split
+    kb = KnowledgeBase.from_records(RECORDS, embedder=bag_embedder)
+    agent = SupportAgent(kb, model=None)
+    ra = ReviewAnalyzer(embedder=bag_embedder).fit(shop.reviews.iloc[:100])
+    writer = DescriptionWriter(model="not-loaded")          # never loaded: every case fails before generation
+    cases = [
+        (lambda: kb.search("x", min_score="high"), "min_score"),
+        (lambda: kb.search("x", k="3"), "k"),
+        (lambda: kb.search_many([]), "queries"),
+        (lambda: KnowledgeBase([{"id": "a", "text": "x", "questions": 3}], embedder=bag_embedder), "records[0].questions"),
+        (lambda: KnowledgeBase(RECORDS, embedder=bag_embedder, lexical_weight="a"), "lexical_weight"),
+        (lambda: KnowledgeBase.from_json(3), "path"),
+        (lambda: agent.ask("Where is BC-12345?", customer_id=["C1"]), "customer_id"),
+        (lambda: agent.ask("x", history=[{"role": "user", "content": None}]), "history[0].content"),
+        (lambda: SupportAgent(kb, model=None, customer_field=3), "customer_field"),
+        (lambda: SupportAgent(kb, model=None, min_score="x"), "min_score"),
+        (lambda: SupportAgent(kb, model=None, order_id_pattern="("), "order_id_pattern"),
+        (lambda: SupportAgent([], model=None), "records"),
+        (lambda: key_sentences("text"), "entry"),
+        (lambda: order_text("BC-1", "shipped"), "rec"),
+        (lambda: order_text(3, {"status": "shipped"}), "order_id"),
+        (lambda: Recommender(event_weights=[1, 2]), "event_weights"),
+        (lambda: Recommender(event_weights={"click": 1}), "event_weights.click"),
+        (lambda: Recommender(event_weights={"view": "a"}), "event_weights.view"),
+        (lambda: Recommender(seed="a"), "seed"),
+        (lambda: Recommender(embedder=bag_embedder).fit(None, train), "products"),
+        (lambda: Recommender(embedder=bag_embedder).fit(shop.products, train.iloc[:0]), "events"),
+        (lambda: Recommender(embedder=bag_embedder).fit(shop.products, train.drop(columns="timestamp")),
+         "events.timestamp"),
+        (lambda: Recommender(embedder=bag_embedder).fit(shop.products.assign(price="cheap"), train), "products.price"),
+        (lambda: time_split(shop.events, 2), "test_frac"),
+        (lambda: time_split(shop.events.iloc[:0]), "events"),
+        (lambda: ReviewAnalyzer(embedder=bag_embedder).fit(None), "reviews"),
+        (lambda: ReviewAnalyzer(embedder=bag_embedder).fit(shop.reviews.iloc[:0]), "reviews"),
+        (lambda: ra.summarize(["good"], max_quotes=-1), "max_quotes"),
+        (lambda: ra.evaluate(None), "reviews"),
+        (lambda: find_invented_numbers("x 3", {"a": 1}, allowed=3), "allowed"),
+        (lambda: find_missing("x", {"a": "b"}, keys=["z"]), "attributes.z"),
+        (lambda: check_description(None, {"a": 1}), "text"),
+        (lambda: writer.write_many([1]), "attributes"),
+        (lambda: writer.write({"product_id": "P1"}), "attributes"),
+        (lambda: writer.write_catalog(shop.products.iloc[:1], output=3, progress=False), "output"),
+        (lambda: writer.write_catalog(shop.products.iloc[:2], batch_size=0, progress=False), "batch_size"),
+        (lambda: writer.write_catalog(pd.concat([shop.products.iloc[:1]] * 2), progress=False), "products.product_id"),
+        (lambda: DescriptionWriter(keys="name"), "keys"),
+        (lambda: DescriptionWriter(seed="a"), "seed"),
+    ]
+    for fn, param in cases:
+        with pytest.raises(BadRequestError) as e:
+            fn()
+        assert e.value.param == param, (param, str(e.value))
+    rec = Recommender("popularity").fit(shop.products, train)
+    for fn, param in ((lambda: rec.recommend(["U1"]), "user_id"), (lambda: rec.evaluate(test, users="some"), "users"),
+                      (lambda: rec.evaluate(test.drop(columns="product_id")), "test_events.product_id"),
+                      (lambda: rec.similar_items(3), "product_id")):
+        with pytest.raises(BadRequestError) as e:
+            fn()
+        assert e.value.param == param, (param, str(e.value))

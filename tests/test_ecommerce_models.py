@@ -25,11 +25,11 @@ def kb(shop):
 
 
 def test_kb_retrieval_on_held_out_questions(shop, kb):
-    qs = [q for q in shop.questions if q["type"] == "in_scope"]
+    qs = [q for q in shop.questions if q["type"] == "in_scope" and q["split"] == "test"]
     hits = kb.search_many([q["question"] for q in qs], k=3)
     top1 = np.mean([h[0].id == q["kb_id"] for h, q in zip(hits, qs)])
     top3 = np.mean([q["kb_id"] in [x.id for x in h] for h, q in zip(hits, qs)])
-    # measured 0.880 / 0.974 (issue 7 asks 0.90 top-1: not met by MiniLM alone, see the report)
+    # measured on the test split (117): 0.872 / 0.966 (issue 7 asks 0.90 top-1: not met; see the README)
     assert len(qs) >= 100 and top1 >= 0.85 and top3 >= 0.95, (top1, top3)
 
 

@@ -26,7 +26,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from shop_kb import ENTRIES, FOLLOW_UPS, OUT_OF_SCOPE, SHOP  # noqa: E402
+from shop_kb import ENTRIES, FOLLOW_UPS, MORE_HELDOUT, OUT_OF_SCOPE, SHOP  # noqa: E402
 
 SEED = 20260107
 OUT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ecomlm", "data")
@@ -449,6 +449,16 @@ def questions(rng):
         n += 1
         qs.append({"qid": f"Q{n:03d}", "type": "handoff", "question": q, "kb_id": None, "fact": None,
                    "handoff": True, "reason": reason, "lang": "en"})
+    for kb_id, q, fact in MORE_HELDOUT:      # appended, so that the qids above stay put
+        n += 1
+        qs.append({"qid": f"Q{n:03d}", "type": "in_scope", "question": q, "kb_id": kb_id, "fact": fact,
+                   "handoff": False, "lang": "en"})
+    # per entry, 2 of its in-scope questions (seeded) form the "dev" split for tuning; the rest are "test"
+    for e in ENTRIES:
+        mine = [q for q in qs if q["type"] == "in_scope" and q["kb_id"] == e["id"]]
+        dev = set(rng.sample(range(len(mine)), 2))
+        for i, q in enumerate(mine):
+            q["split"] = "dev" if i in dev else "test"
     return qs
 
 

@@ -64,6 +64,25 @@ def positive_int(obj, param: str) -> int:
     return obj
 
 
+def integer(obj, param: str, minimum: int = 0) -> int:
+    if isinstance(obj, bool) or not isinstance(obj, int) or obj < minimum:
+        raise BadRequestError(f"{param} must be an integer >= {minimum}, got {obj!r}", param=param)
+    return obj
+
+
+def number(obj, param: str) -> float:
+    if isinstance(obj, bool) or not isinstance(obj, (int, float)):
+        raise BadRequestError(f"{param} must be a number, got {type(obj).__name__}", param=param)
+    return float(obj)
+
+
+def identity(obj, param: str):
+    """A customer or user id: a string or an integer (None allowed)."""
+    if obj is not None and (isinstance(obj, bool) or not isinstance(obj, (str, int))):
+        raise BadRequestError(f"{param} must be a string or an integer, got {type(obj).__name__}", param=param)
+    return obj
+
+
 def one_of(obj, param: str, choices: Iterable[str]) -> str:
     choices = list(choices)
     if obj not in choices:

@@ -50,6 +50,7 @@ class Description:
     tries: int = 0                                  # model generations made (DescriptionWriter)
     repaired: bool = False                          # True: the text was patched after the model's tries
     model_missing: list = field(default_factory=list)  # what the model's best try left out, before repair
+    model_invented: list = field(default_factory=list)  # numbers the model's best try invented (removed by repair)
     n_values: int = 0                               # attribute values checked
 
     @property
@@ -103,11 +104,14 @@ def _stated(text_n: str, value) -> bool:
     if isinstance(value, (int, float)):
         return any(re.search(rf"(?<![\d.,]){re.escape(f)}(?![\d])", text_n) for f in _number_forms(float(value)))
     v = _norm(str(value))
-    if v in text_n:
+    if not v:
         return True
-    # "Strideline Aero Running Shoe" stated as "Strideline Aero running shoes": allow plural / hyphen variants
+    # a whole word or phrase, not a piece of one: size "S" is not stated by "shoes", "M" not by "made".
+    # "Strideline Aero Running Shoe" stated as "Strideline Aero running shoes": plural / hyphen variants
     loose = re.escape(v).replace(r"\ ", r"[\s-]+").replace(r"\-", r"[\s-]*")
-    return re.search(loose + r"(?:e?s)?\b", text_n) is not None
+    left = r"(?<!\w)" if v[0].isalnum() or v[0] == "_" else ""
+    right = r"(?:e?s)?(?!\w)" if v[-1].isalnum() or v[-1] == "_" else ""
+    return re.search(left + loose + right, text_n) is not None
 
 
 def find_missing(text: str, attributes: dict, keys: Optional[Iterable[str]] = None) -> list[str]:
@@ -127,31 +131,79 @@ def _numbers(s: str) -> list[float]:
     return out
 
 
+_UNITS = {  # unit spellings -> one canonical unit
+    "%": "%", "percent": "%", "°c": "°c", "° c": "°c", "°f": "°f", "hrc": "hrc", "mah": "mah",
+    "kg": "kg", "kgs": "kg", "g": "g", "gram": "g", "grams": "g", "mg": "mg", "ml": "ml", "l": "l", "liter": "l",
+    "liters": "l", "litre": "l", "litres": "l", "cm": "cm", "mm": "mm", "m": "m", "in": "in", "inch": "in",
+    "inches": "in", "oz": "oz", "lb": "lb", "lbs": "lb", "w": "w", "watt": "w", "watts": "w", "v": "v",
+    "h": "h", "hr": "h", "hrs": "h", "hour": "h", "hours": "h", "min": "min", "mins": "min", "minute": "min",
+    "minutes": "min", "day": "day", "days": "day", "week": "week", "weeks": "week", "month": "month",
+    "months": "month", "year": "year", "years": "year", "gb": "gb", "tb": "tb", "mp": "mp", "spf": "spf",
+}
+_UNIT_RE = "|".join(sorted((re.escape(u) for u in _UNITS), key=len, reverse=True))
+# a number, an optional "$" before it and an optional unit after it ("20 cm", "16-hour", "45W", "0°C")
+_QTY = re.compile(r"(?P<dollar>\$\s?)?(?<![\w.])(?P<num>\d{1,3}(?:,\d{3})+|\d+)(?:\.(?P<frac>\d+))?"
+                  r"(?:(?:\s?-\s?|\s)?(?P<unit>" + _UNIT_RE + r")(?![a-z]))?", re.I)
+_SPF = re.compile(r"\bspf\s?(\d+)", re.I)
+_NUMBER_WORDS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve".split())}
+_NUMBER_WORDS.update(thirteen=13, fourteen=14, fifteen=15, sixteen=16, seventeen=17, eighteen=18, nineteen=19,
+                     twenty=20, thirty=30, forty=40, fifty=50, sixty=60, seventy=70, eighty=80, ninety=90,
+                     hundred=100, thousand=1000, dozen=12, twice=2, double=2, triple=3)
+_WORD_NUM = re.compile(r"\b(" + "|".join(w for w in _NUMBER_WORDS if w not in ("zero", "one")) + r")\b", re.I)
+_UNIT_KEYS = {"price": "$", "weight_g": "g", "weight_kg": "kg", "volume_ml": "ml", "length_cm": "cm"}
+
+
+def _quantities(s: str) -> list:
+    """(value, unit or None, as written) for every number in `s`, numerals and
+    spelled-out numbers ("two" .. "twelve", "twenty", "dozen"; not "one")."""
+    s = unicodedata.normalize("NFKC", s)
+    out = []
+    for m in _QTY.finditer(s):
+        v = round(float(m.group("num").replace(",", "") + ("." + m.group("frac") if m.group("frac") else "")), 2)
+        unit = "$" if m.group("dollar") else (_UNITS.get(m.group("unit").lower()) if m.group("unit") else None)
+        out.append((v, unit, m.group(0).strip()))
+    for m in _SPF.finditer(s):                    # "SPF 50": the unit comes first
+        out.append((float(m.group(1)), "spf", m.group(0)))
+    for m in _WORD_NUM.finditer(s):
+        out.append((float(_NUMBER_WORDS[m.group(1).lower()]), None, m.group(0)))
+    return out
+
+
 def find_invented_numbers(text: str, attributes: dict, allowed: Iterable = ()) -> list[str]:
-    """Numbers in `text` that appear in no attribute value (any field, including
-    ids and features) nor in `allowed`; e.g. a price or a battery life the
-    model made up. Returned as written in the text, in order, without repeats."""
+    """Numbers in `text` the attributes do not support: a number that appears
+    in no attribute value (any field, including ids and features) nor in
+    `allowed`, or a number with a unit ("230 g", "$87.99", "2-year", "58 HRC")
+    that no attribute gives with that unit (87.99 is the price, not a weight;
+    230 the weight, not a hardness). Spelled-out numbers count ("two sizes").
+    Returned as written in the text, in order, without repeats."""
     if not isinstance(text, str):
         raise BadRequestError("text must be a string", param="text")
     if hasattr(attributes, "to_dict") and not isinstance(attributes, dict):
         attributes = attributes.to_dict()
     if not isinstance(attributes, dict):
         raise BadRequestError("attributes must be a dict (or a pandas row)", param="attributes")
-    known = set()
-    for v in list(attributes.values()) + list(allowed):
+    if isinstance(allowed, (str, bytes)) or not isinstance(allowed, Iterable):
+        raise BadRequestError("allowed must be a list of numbers or strings", param="allowed")
+    known, with_unit = set(), set()                 # values; (value, unit) pairs ("*": any unit)
+    items = [(str(k), v) for k, v in attributes.items()] + [("", v) for v in allowed]
+    for k, v in items:
         if isinstance(v, bool) or v is None:
             continue
         if isinstance(v, (int, float)):
             if not (isinstance(v, float) and math.isnan(v)):
-                known.add(round(float(v), 2))
+                x = round(float(v), 2)
+                known.add(x)
+                with_unit.add((x, _UNIT_KEYS.get(k, "*")))
             continue
-        for x in (v if isinstance(v, (list, tuple, set)) else [v]):
-            known.update(round(n, 2) for n in _numbers(str(x)))
+        for part in (v if isinstance(v, (list, tuple, set)) else [v]):
+            for x, unit, _ in _quantities(str(part)):
+                known.add(x)
+                with_unit.add((x, unit or "*"))
     out = []
-    for m in _NUM.finditer(unicodedata.normalize("NFKC", text)):
-        n = round(float(m.group(1).replace(",", "") + ("." + m.group(2) if m.group(2) else "")), 2)
-        if n not in known and m.group(0) not in out:
-            out.append(m.group(0))
+    for x, unit, written in _quantities(text):
+        ok = x in known and (unit is None or (x, unit) in with_unit or (x, "*") in with_unit)
+        if not ok and written not in out:
+            out.append(written)
     return out
 
 
@@ -208,6 +260,8 @@ class DescriptionWriter:
             raise BadRequestError(f"max_tries must be an integer >= 0, got {max_tries!r}", param="max_tries")
         if keys is not None and (isinstance(keys, str) or not all(isinstance(k, str) for k in keys)):
             raise BadRequestError("keys must be a list of attribute names", param="keys")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise BadRequestError(f"seed must be an integer, got {seed!r}", param="seed")
         self.model_name = model
         self._model = model if hasattr(model, "chat") else None
         self.max_tries = max_tries
@@ -264,7 +318,7 @@ class DescriptionWriter:
                 for b, a, k, t, n in zip(best, attrs, keys, tries, n_values)]
 
     def _finish(self, d: Description, attrs, keys, tries, n_values, language) -> Description:
-        model_missing = list(d.missing)
+        model_missing, model_invented = list(d.missing), list(d.invented)
         text, repaired = d.text, False
         if d.invented:
             text = " ".join(s for s in _sentences(text) if not find_invented_numbers(s, attrs))
@@ -275,6 +329,7 @@ class DescriptionWriter:
             repaired = True
         out = check_description(text, attrs, keys)
         out.tries, out.repaired, out.model_missing, out.n_values = tries, repaired, model_missing, n_values
+        out.model_invented = model_invented
         return out
 
     def _prompt(self, attrs, keys, tone, n_sent, missing) -> list:
@@ -332,8 +387,11 @@ class DescriptionWriter:
         if ids.duplicated().any():
             raise BadRequestError(f"products.{id_column} has duplicate ids, e.g. {ids[ids.duplicated()].iloc[0]!r}",
                                   param=f"products.{id_column}")
+        V.positive_int(batch_size, "batch_size")
         done = {}
         if output is not None:
+            if not isinstance(output, (str, os.PathLike)):
+                raise BadRequestError(f"output must be a .jsonl file path, got {type(output).__name__}", param="output")
             output = os.fspath(output)
             if os.path.exists(output):
                 with open(output, encoding="utf-8") as f:
@@ -352,7 +410,6 @@ class DescriptionWriter:
         todo = [(pid, row) for pid, row in zip(ids, rows) if pid not in done]
         bar = tqdm(total=len(rows), initial=len(rows) - len(todo), desc="descriptions",
                    disable=not progress) if tqdm is not None else None
-        V.positive_int(batch_size, "batch_size")
         sink = open(output, "a", encoding="utf-8") if output is not None else None
         try:
             for b in range(0, len(todo), batch_size):
@@ -419,7 +476,13 @@ def _clean(out: str) -> str:
     sents = _sentences(out)
     if sents and not re.search(r"[.!?]$", sents[-1]):
         sents = sents[:-1]                                   # cut off by max_tokens
-    return " ".join(sents)
+    seen, keep = set(), []
+    for x in sents:                                          # a small model repeats itself
+        key = re.sub(r"\W+", " ", x.lower()).strip()
+        if key not in seen:
+            seen.add(key)
+            keep.append(x)
+    return " ".join(keep)
 
 
 def _one_of(value, param, choices):

@@ -136,8 +136,18 @@ class Recommender:
         if not isinstance(half_life_days, (int, float)) or half_life_days <= 0:
             raise BadRequestError("half_life_days must be a positive number", param="half_life_days")
         self.half_life_days = float(half_life_days)
+        if event_weights is not None and not isinstance(event_weights, dict):
+            raise BadRequestError("event_weights must be a dict such as {'view': 1, 'cart': 3, 'purchase': 5}",
+                                  param="event_weights")
+        for ev, w in (event_weights or {}).items():
+            if ev not in EVENT_WEIGHTS:
+                raise BadRequestError(f"event_weights has an unknown event {ev!r}; events are "
+                                      f"{', '.join(EVENT_WEIGHTS)}", param=f"event_weights.{ev}")
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
+                raise BadRequestError(f"event_weights[{ev!r}] must be a number >= 0, got {w!r}",
+                                      param=f"event_weights.{ev}")
         self.event_weights = dict(EVENT_WEIGHTS, **(event_weights or {}))
-        self.seed = seed
+        self.seed = V.integer(seed, "seed")
         self.embed = make_embedder(model, embedder) if method != "random" and method != "popularity" else None
         self._embed_args = (model, embedder)
         self.state: Optional[_State] = None

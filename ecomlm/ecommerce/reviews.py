@@ -277,6 +277,7 @@ class ReviewAnalyzer:
         self._need_fit()
         import pandas as pd
 
+        V.integer(max_quotes, "max_quotes")
         pid = None
         arg = product_id_or_reviews
         if isinstance(arg, str):

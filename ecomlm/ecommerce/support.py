@@ -25,8 +25,13 @@ retrieval score below `min_score` ("low_confidence"; the default threshold
 sits between the sample shop's in-scope example questions and its training
 dialogues' off-topic requests, see tools/eval_ecommerce.py).
 
-Follow-ups ("and for shoes?") are searched both alone and joined to the
-previous user turn; the two score vectors are averaged.
+Follow-ups: an elliptical one ("And for shoes?", "What about X?", "And if
+it's X?") is rewritten as the previous user turn with X in place of its
+content word nearest X ("How long do I have to return a jacket?" -> "... return
+a shoes?") and searched as that; other follow-ups (a cue word, at most four
+words, or a pronoun in at most seven) are searched alone and joined to the
+previous user turn, the two score vectors averaged (weight 0.75 on the joined
+one when the question has a pronoun: "How much does it cost?").
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import numpy as np
 
 from ..errors import BadRequestError
 from . import _validate as V
+from .knowledge import _STOP as _STOP_WORDS
 from .knowledge import KnowledgeBase
 
 __all__ = ["Reply", "SupportAgent", "HANDOFF_REASONS", "DEFAULT_CHAT_MODEL", "key_sentences"]
@@ -76,6 +82,10 @@ _ORDER_ASK = re.compile(r"\b(where(?:'s| is) my (?:order|package|parcel)|my (?:o
                         r"order status|status of (?:my )?order|has (?:my )?order|track(?:ing)? my)\b", re.I)
 _FOLLOW = re.compile(r"^\s*(?:and|but|also|what about|how about|same for|is it (?:the same|different)|"
                      r"does that|what if|and if|ok(?:ay)?,? and)\b", re.I)
+_ELLIPSIS = re.compile(r"^\s*(?:and|but|also|ok(?:ay)?,?\s*and)?\s*(?:what about|how about|and for|for|and if it'?s|"
+                       r"if it'?s|and|is it the same for|same for|and with|with)\s+(?:an?\s+|the\s+|my\s+)?"
+                       r"(.{1,40}?)\s*\??\s*$", re.I)
+_PRONOUN = re.compile(r"\b(it|that|this|they|them|those|one)\b", re.I)
 _SHOP_WORDS = re.compile(r"\b(orders?|return\w*|refund\w*|ship\w*|deliver\w*|sizes?|fit|pay\w*|warrant\w*|"
                          r"products?|items?|account|discount\w*|price\w*|coupon|promo|gift|exchange\w*|parcel|"
                          r"package|track\w*|cancel\w*|store|stock|brightcart)\b", re.I)
@@ -102,6 +112,9 @@ def _sentences(text: str) -> list[str]:
 def key_sentences(entry: dict, max_sentences: int = 2) -> list[str]:
     """The sentences of an entry that state its facts (its first sentence when
     it lists none): the extractive answer the agent falls back to."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("text"), str):
+        raise BadRequestError("entry must be a KB record (a dict with a 'text' string)", param="entry")
+    V.positive_int(max_sentences, "max_sentences")
     sents = _sentences(entry["text"])
     facts = [str(f).lower() for f in (entry.get("facts") or [])]
     keep = [s for s in sents if any(f in s.lower() for f in facts)] if facts else []
@@ -144,6 +157,9 @@ class SupportAgent:
             raise BadRequestError("min_score must be a number", param="min_score")
         V.positive_int(max_tokens, "max_tokens")
         V.text(shop_name, "shop_name")
+        V.text(customer_field, "customer_field")
+        V.identity(customer_id, "customer_id")
+        V.integer(seed, "seed")
         if not (model is None or isinstance(model, str) or hasattr(model, "chat")):
             raise BadRequestError("model must be a model name, a loaded model, or None (extractive answers)",
                                   param="model")
@@ -177,6 +193,7 @@ class SupportAgent:
         """Reply to `question` given the earlier `history` (OpenAI-style
         messages, oldest first)."""
         V.text(question, "question")
+        V.identity(customer_id, "customer_id")
         history = _history(history)
         customer = customer_id if customer_id is not None else self.customer_id
         user_turns = [m["content"] for m in history if m["role"] == "user"]
@@ -218,10 +235,35 @@ class SupportAgent:
     # ------------------------------------------------------------ retrieval
     def _scores(self, question: str, user_turns: list) -> np.ndarray:
         s = self.kb.scores(question)[0]
-        if user_turns and (_FOLLOW.search(question) or len(_words(question)) <= 4):
-            ctx = self.kb.scores(user_turns[-1] + " " + question)[0]
-            s = 0.5 * (s + ctx)
+        n_words = len(_words(question))
+        if user_turns and (_FOLLOW.search(question) or n_words <= 4 or (n_words <= 7 and _PRONOUN.search(question))):
+            prev = user_turns[-1]
+            rewritten = self.rewrite_follow_up(prev, question)
+            if rewritten is not None:                       # "And for shoes?" -> the previous question, about shoes
+                return self.kb.scores(rewritten)[0]
+            ctx = self.kb.scores(prev + " " + question)[0]
+            w = 0.75 if _PRONOUN.search(question) else 0.5    # "How much does it cost?": "it" is in the context
+            s = (1 - w) * s + w * ctx
         return s
+
+    def rewrite_follow_up(self, previous: str, question: str) -> Optional[str]:
+        """An elliptical follow-up ("And for shoes?", "What about X?", "And if
+        it's X?", "Is it the same for X?", X of at most three words) rewritten
+        as the previous question with X in place of the previous question's
+        content word most similar to X (by the KB's embedder); None when the
+        question is not of that form."""
+        m = _ELLIPSIS.match(question)
+        if not m or len(m.group(1).split()) > 3:
+            return None
+        x = m.group(1).strip()
+        cands = [w for w in (t.strip(".,;:!?\"()") for t in previous.split())
+                 if len(w) > 2 and w.isalpha() or "-" in w and w.replace("-", "").isalpha()]
+        cands = [w for w in cands if w.lower() not in _STOP_WORDS]
+        if not cands:
+            return None
+        vecs = self.kb.embed(cands + [x])
+        w = cands[int(np.argmax(vecs[:-1] @ vecs[-1]))]
+        return re.sub(r"\b" + re.escape(w) + r"\b", x, previous, count=1)
 
     # --------------------------------------------------------------- answer
     def _answer(self, question: str, entry: dict, score: float) -> Reply:
@@ -320,6 +362,9 @@ class SupportAgent:
 def order_text(order_id: str, rec: dict) -> str:
     """A status sentence from an order record (status, items, carrier,
     tracking, shipped, eta); unknown statuses are quoted as given."""
+    V.text(order_id, "order_id")
+    if not isinstance(rec, dict):
+        raise BadRequestError(f"the order record must be a dict, got {type(rec).__name__}", param="rec")
     items = rec.get("items") or []
     what = f" ({', '.join(map(str, items))})" if items else ""
     carrier, track, eta, ship = (rec.get(k) for k in ("carrier", "tracking", "eta", "shipped"))
