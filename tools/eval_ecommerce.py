@@ -163,7 +163,7 @@ def _strict_missing(text, rec):
             forms = {f"{v:.2f}", f"{v:,.2f}"} | ({str(int(v)), f"{int(v):,}"} if float(v).is_integer() else {f"{v:g}"})
             ok = any(re.search(rf"(?<![\d.,]){re.escape(f)}(?!\d)", low) for f in forms)
         else:
-            ok = re.search(rf"(?<!\w){re.escape(str(v).lower())}(?!\w)", low) is not None
+            ok = re.search(rf"(?<![\w'\u2019.]){re.escape(str(v).lower())}(?![\w'\u2019])", low) is not None
         if not ok:
             out.append(f"{k}={v}")
     return out
