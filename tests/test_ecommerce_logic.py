@@ -252,6 +252,7 @@ def test_faithfulness_checks():
     # values match as whole words: size "S" is not stated by "shoes", nor "M" by "made"
     tee = {"name": "Crew T-Shirt", "sizes": "XS;S;M;L;XL", "brand": "Nook & Co."}
     assert find_missing("Nook & Co. crew t-shirts, made in sizes XS and XL.", tee) == ["sizes=S", "sizes=M", "sizes=L"]
+    assert find_missing("The Nook & Co. company's Crew T-Shirt, made in the U.S., XS, M, L and XL.", tee) == ["sizes=S"]
     assert find_missing("The Nook & Co. Crew T-Shirt in XS, S, M, L and XL.", tee) == []
     assert find_invented_numbers("SPF 50 in a 50 ml tube, a 30L bag", {"name": "Sunscreen SPF 50", "sizes": "50 ml",
                                                                        "bag": "30L backpack"}) == []

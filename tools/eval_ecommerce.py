@@ -132,7 +132,8 @@ def descriptions(shop):
     for d, rec in zip(ds, recs):
         rows.append(dict(n_values=d.n_values, n_missing=len(d.missing), invented=len(d.invented), tries=d.tries,
                          repaired=d.repaired, model_missing=len(d.model_missing), model_invented=len(d.model_invented),
-                         strict_missing=_strict_missing(d.text, rec), strict_invented=_strict_invented(d.text, rec)))
+                         strict_missing=len(_strict_missing(d.text, rec)), strict_invented=_strict_invented(d.text, rec),
+                         strict_list=_strict_missing(d.text, rec)))
     df = pd.DataFrame(rows)
     cov = 1 - df.n_missing.sum() / df.n_values.sum()
     print(f"  n={len(df)} products  attribute values stated {cov:.3f} ({df.n_values.sum() - df.n_missing.sum()}/"
@@ -141,6 +142,9 @@ def descriptions(shop):
           f"({(time.time() - t) / len(df):.1f} s per product)")
     print(f"  independent strict recount of the final texts: values missing {int(df.strict_missing.sum())}, "
           f"numbers not in the attributes {int(df.strict_invented.sum())}")
+    lenient = [m for ms in df.strict_list for m in ms]
+    if lenient:
+        print(f"    (stated only in a form the checker accepts: {'; '.join(lenient[:10])})")
     print(f"  the model's best try before repair: values stated {1 - df.model_missing.sum() / df.n_values.sum():.3f}, "
           f"invented numbers caught {int(df.model_invented.sum())} in {int((df.model_invented > 0).sum())} products "
           f"(their sentences dropped, then the values still missing appended)")
@@ -153,14 +157,16 @@ def _strict_missing(text, rec):
 
     from ecomlm.ecommerce.describe import attribute_values
 
-    low, n = text.lower(), 0
+    low, out = text.lower(), []
     for k, v in attribute_values(rec):
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             forms = {f"{v:.2f}", f"{v:,.2f}"} | ({str(int(v)), f"{int(v):,}"} if float(v).is_integer() else {f"{v:g}"})
-            n += not any(re.search(rf"(?<![\d.,]){re.escape(f)}(?!\d)", low) for f in forms)
+            ok = any(re.search(rf"(?<![\d.,]){re.escape(f)}(?!\d)", low) for f in forms)
         else:
-            n += re.search(rf"(?<!\w){re.escape(str(v).lower())}(?!\w)", low) is None
-    return n
+            ok = re.search(rf"(?<![\w'\u2019.]){re.escape(str(v).lower())}(?![\w'\u2019])", low) is not None
+        if not ok:
+            out.append(f"{k}={v}")
+    return out
 
 
 def _strict_invented(text, rec):

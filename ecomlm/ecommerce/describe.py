@@ -109,8 +109,8 @@ def _stated(text_n: str, value) -> bool:
     # a whole word or phrase, not a piece of one: size "S" is not stated by "shoes", "M" not by "made".
     # "Strideline Aero Running Shoe" stated as "Strideline Aero running shoes": plural / hyphen variants
     loose = re.escape(v).replace(r"\ ", r"[\s-]+").replace(r"\-", r"[\s-]*")
-    left = r"(?<!\w)" if v[0].isalnum() or v[0] == "_" else ""
-    right = r"(?:e?s)?(?!\w)" if v[-1].isalnum() or v[-1] == "_" else ""
+    left = r"(?<![\w'\u2019.])" if v[0].isalnum() or v[0] == "_" else ""     # not the s of "company's", "U.S."
+    right = r"(?:e?s)?(?![\w'\u2019])" if v[-1].isalnum() or v[-1] == "_" else ""
     return re.search(left + loose + right, text_n) is not None
 
 
