@@ -296,7 +296,7 @@ def test_fuzz_smoke(tmp_path):
     build = subprocess.run(
         ["clang", "-g", "-O1", "-std=gnu11", "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=undefined",
          "-D__builtin_cpu_supports(f)=0", "-I" + os.path.join(root, "csrc"), os.path.join(root, "fuzz", "fuzz_gguf.c"),
-         *(os.path.join(root, "csrc", f) for f in ("gguf.c", "quants.c", "common.c")), "-lm", "-o", exe],
+         *(os.path.join(root, "csrc", f) for f in ("gguf.c", "quants.c", "quants_tiled.c", "common.c")), "-lm", "-o", exe],
         capture_output=True, text=True)
     if build.returncode != 0 and "fuzzer" in build.stderr:
         pytest.skip("clang has no libFuzzer runtime (libclang-rt-dev)")
