@@ -61,6 +61,9 @@ def home(src, tmp_path_factory):
     link = os.path.join(h, "models", NAME, os.path.basename(registry.MODELS[NAME].member))
     os.makedirs(os.path.dirname(link))
     os.symlink(src, link)
+    minilm = registry.model_path("all-minilm-l6-v2")  # the embedding model too, when cached
+    if os.path.isdir(minilm):
+        os.symlink(minilm, os.path.join(h, "models", "all-minilm-l6-v2"))
     os.environ["ECOMLM_HOME"] = h
     yield h
     if old is None:
@@ -172,22 +175,21 @@ def test_job_on_the_default_gguf_model(home, src):
     assert client.models.delete(name).deleted and not os.path.exists(os.path.dirname(path))
 
 
-def test_a_base_that_cannot_be_fine_tuned_is_refused_at_create(home, tmp_path):
-    """An encoder (bert): a 400 naming `model` at create, and no job left behind."""
+def test_a_base_that_cannot_be_fine_tuned_is_refused_at_create(home):
+    """The embedding model (bert), by an OpenAI name: a 400 naming `model` at create, no job left behind."""
     from ecomlm.errors import BadRequestError
-    from helpers import save_hf, tiny_bert
 
+    if not os.path.isdir(os.path.join(home, "models", "all-minilm-l6-v2")):
+        pytest.skip("all-minilm-l6-v2 is not cached")
     client = ecomlm.OpenAI()
     f = client.files.create(file=("shop.jsonl", jsonl(TRAIN)), purpose="fine-tune")
-    d = str(tmp_path / "bert")
-    save_hf(tiny_bert(), d)
     jobs = os.path.join(home, "fine_tuning")
     before = set(os.listdir(jobs)) if os.path.isdir(jobs) else set()
     with pytest.raises(BadRequestError) as e:
-        client.fine_tuning.jobs.create(model=d, training_file=f.id)
+        client.fine_tuning.jobs.create(model="text-embedding-3-small", training_file=f.id)
     assert e.value.param == "model"
     assert (set(os.listdir(jobs)) if os.path.isdir(jobs) else set()) == before
-    with pytest.raises(BadRequestError) as e:  # the engine's check, which create calls
-        ft.check_base(d)
-    assert e.value.param == "model" and "bert" in str(e.value)
+    with pytest.raises(BadRequestError) as e:  # the engine's check, which create calls after loading the model
+        ft.check_base("all-minilm-l6-v2")
+    assert e.value.param == "model" and "not bert" in str(e.value)
     assert ft.check_base(NAME) == "gguf"
