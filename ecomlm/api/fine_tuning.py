@@ -32,6 +32,22 @@ stops at the next step boundary; the checkpoint on disk is always whole.
 On success the merged weights become the model ``fine_tuned_model``
 (``ft:<base>:<suffix>:<id>``), usable as ``model=`` everywhere,
 listed by ``models.list()`` and deleted by ``models.delete()``.
+
+The base is any gpt2 / llama model: a Hugging Face directory, a GGUF file, or
+a name (the default ``smollm2-135m-instruct``, a GGUF Q4_1, and the OpenAI
+names that alias it); anything else is refused at create (400, ``model``).
+A HF base gives a merged HF directory (fp32 safetensors). A GGUF base gives
+``model.gguf``: the source's metadata and tensors, with the tensors the
+fine-tune changed written at F16 and every other tensor copied byte for byte
+at its source type (re-quantising the changed ones to Q4_1 or Q8_0 rounds the
+fine-tune away: docs/finetune.md, "Jobs on a GGUF base").
+
+Metrics events carry ``step``, ``total_steps``, ``epoch``, ``train_loss``,
+``valid_loss``, ``learning_rate``, ``grad_norm`` and ``tokens_per_s``; while
+it runs, the job's ``estimated_finish`` extrapolates the pace of its steps
+(the export after the last step is not counted); at the end
+``trained_tokens`` is the number of token positions trained (steps x batch
+rows x seq_len, padding included).
 """
 
 from __future__ import annotations
