@@ -149,10 +149,11 @@ def test_job_on_the_default_gguf_model(home, src):
     # it answers in process (by name, with the engine's quantised kernels) ...
     r = client.chat.completions.create(model=name, messages=QUESTION, max_tokens=8, temperature=0)
     assert r.model == name and r.usage.completion_tokens > 0 and r.choices[0].message.content
-    local = ecomlm.load(name, 2)
+    from ecomlm.api.models import get_model
+
+    local = get_model(name)[0]  # the model the call above ran
     assert os.path.samefile(local.path, path)
     served = local.logits(ids).astype(np.float64)
-    local.close()
     # the quantised kernels (8-bit activations in the Q4_1 / Q8_0 products) stay as close to the dequantised
     # model as they do for the base
     b = ecomlm.load(NAME, 2)
