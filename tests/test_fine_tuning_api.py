@@ -213,6 +213,8 @@ def test_job_trains_and_the_model_answers(client, base, home):
     m = metrics(client, job.id)
     assert [d["step"] for d in m] == list(range(1, len(m) + 1)) and m[-1]["epoch"] == 4
     assert all(d["tokens_per_s"] > 0 and np.isfinite(d["train_loss"]) for d in m)
+    assert all(d["total_steps"] == len(m) for d in m)
+    assert job.trained_tokens == len(m) * 4 * FAST["seq_len"]  # batches of 4 rows of seq_len positions
     assert m[-1]["train_loss"] < 0.6 * m[0]["train_loss"]
     val = [d["valid_loss"] for d in m if d["valid_loss"] is not None]
     assert len(val) == 4 and val[-1] < val[0]  # once per epoch, and it fell

@@ -32,6 +32,22 @@ stops at the next step boundary; the checkpoint on disk is always whole.
 On success the merged weights become the model ``fine_tuned_model``
 (``ft:<base>:<suffix>:<id>``), usable as ``model=`` everywhere,
 listed by ``models.list()`` and deleted by ``models.delete()``.
+
+The base is any gpt2 / llama model: a Hugging Face directory, a GGUF file, or
+a name (the default ``smollm2-135m-instruct``, a GGUF Q4_1, and the OpenAI
+names that alias it); anything else is refused at create (400, ``model``).
+A HF base gives a merged HF directory (fp32 safetensors). A GGUF base gives
+``model.gguf``: the source's metadata and tensors, with the tensors the
+fine-tune changed written at F16 and every other tensor copied byte for byte
+at its source type (re-quantising the changed ones to Q4_1 or Q8_0 rounds the
+fine-tune away: docs/finetune.md, "Jobs on a GGUF base").
+
+Metrics events carry ``step``, ``total_steps``, ``epoch``, ``train_loss``,
+``valid_loss``, ``learning_rate``, ``grad_norm`` and ``tokens_per_s``; while
+it runs, the job's ``estimated_finish`` extrapolates the pace of its steps
+(the export after the last step is not counted); at the end
+``trained_tokens`` is the number of token positions trained (steps x batch
+rows x seq_len, padding included).
 """
 
 from __future__ import annotations
@@ -76,6 +92,8 @@ EXTRAS = {
 }
 DEFAULT_LORA_RANK = 8
 DEFAULT_CHECKPOINT_EVERY = 10
+GGUF_NAME = "model.gguf"          # the fine-tuned model of a GGUF base, in its folder
+GGUF_CHANGED_TYPE = "f16"         # the type of the tensors the fine-tune changed (measured: docs/finetune.md)
 AUTO = {"n_epochs": 3, "batch_size": 4, "learning_rate_multiplier": 1.0}
 ORG = "org-ecomlm"
 
@@ -328,15 +346,24 @@ def _run(job_id: str) -> None:
         _event(job_id, "Fine-tuning job started")
     _update(job_id, status="running")
 
+    t_run, first = time.time(), [None]
+
     def on_step(rec: dict) -> None:
         n = rec["tokens_per_s"]
-        data = dict(step=rec["step"], epoch=rec["epoch"], train_loss=_finite(rec["loss"]),
+        total = rec.get("total_steps")
+        data = dict(step=rec["step"], total_steps=total, epoch=rec["epoch"], train_loss=_finite(rec["loss"]),
                     valid_loss=_finite(rec["val_loss"]), learning_rate=rec["lr"],
                     grad_norm=_finite(rec["grad_norm"]), tokens_per_s=_finite(n))
         msg = f"Step {rec['step']}: training loss={rec['loss']:.4f}"
         if rec["val_loss"] is not None:
             msg += f", validation loss={rec['val_loss']:.4f}"
         _event(job_id, msg, data=data, type_="metrics")
+        if total and rec["step"] > 0:  # the mean pace of the steps this process trained, extrapolated
+            if first[0] is None:
+                first[0] = rec["step"] - 1
+            done = rec["step"] - first[0]
+            _update(job_id, estimated_finish=int(round(time.time() + (time.time() - t_run) / done
+                                                       * (total - rec["step"]))))
         if os.path.exists(os.path.join(d, "cancel")):
             raise _Cancelled()
 
@@ -360,9 +387,19 @@ def _run(job_id: str) -> None:
     try:
         tmp = os.path.join(registry.fine_tuned_dir(), f".{job_id}.part")
         shutil.rmtree(tmp, ignore_errors=True)
-        finetune.save_merged(history, tmp)
+        extra = {}
+        if finetune.model_source(spec["model_path"])[0] == "gguf":
+            # a GGUF base gives a GGUF: the tensors the fine-tune changed at F16, the others byte for byte
+            # at the source's types (Q4_1 / Q8_0 would round the change away: docs/finetune.md)
+            os.makedirs(tmp)
+            finetune.save_gguf(history, os.path.join(tmp, GGUF_NAME), GGUF_CHANGED_TYPE, src=spec["model_path"],
+                               changed_only=True)
+            extra["file"] = GGUF_NAME
+        else:
+            finetune.save_merged(history, tmp)
         registry.delete_fine_tuned(name)  # saved by a process that died before it could record success
-        registry.add_fine_tuned(name, tmp, job_id, created=now(), owned_by="user", job=job_id, base=spec["model"])
+        registry.add_fine_tuned(name, tmp, job_id, created=now(), owned_by="user", job=job_id, base=spec["model"],
+                                **extra)
         result = _files.save_bytes("step_metrics.csv", _metrics_csv(history), "fine-tune-results")
     except Exception as e:
         _fail(job_id, "internal_error", f"saving the model: {type(e).__name__}: {e}")
@@ -375,12 +412,14 @@ def _run(job_id: str) -> None:
     _event(job_id, f"New fine-tuned model created: {name}")
     _event(job_id, "The job has successfully completed")  # before the status: a caller that sees it sees every event
     _update(job_id, status="succeeded", finished_at=now(), estimated_finish=None, fine_tuned_model=name,
-            trained_tokens=spec["tokens_per_step"] * len(history), result_files=[result["id"]])
+            trained_tokens=sum(r.get("tokens", spec["tokens_per_step"]) for r in history if r["step"]), result_files=[result["id"]])
 
 
 def _metrics_csv(history) -> bytes:
     lines = ["step,epoch,train_loss,valid_loss,learning_rate,grad_norm,tokens_per_s"]
     for r in history:
+        if not r["step"]:
+            continue  # eval_at_start's record
         vals = [r["step"], r["epoch"], r["loss"], r["val_loss"], r["lr"], r["grad_norm"], r["tokens_per_s"]]
         lines.append(",".join("" if v is None else repr(v) if isinstance(v, float) else str(v) for v in vals))
     return ("\n".join(lines) + "\n").encode("utf-8")
@@ -525,6 +564,9 @@ def create_job(body: Dict[str, Any], limits: Limits = DEFAULT_LIMITS) -> FineTun
     # the model, then the data against the model's tokenizer and context
     model, _ = get_model(name, limits)
     path = _base_path(name, limits)
+    from ..engine.finetune import check_base
+
+    base_kind = check_base(path)  # a 400 naming `model` for a base the trainer cannot take (bert, ...)
     train_meta = _check_file(training_file, "training_file")
     val_id = body.get("validation_file")
     if val_id is not None:
@@ -539,6 +581,8 @@ def create_job(body: Dict[str, Any], limits: Limits = DEFAULT_LIMITS) -> FineTun
     d = os.path.join(jobs_dir(), job_id)
     os.makedirs(d)
     base = name[3:].split(":")[0] if name.startswith("ft:") else os.path.basename(os.path.normpath(name))
+    if base.lower().endswith(".gguf"):
+        base = base[:-5]
     base = base.replace(":", "-") or "model"
     ft_name = f"ft:{base}:{suffix or ''}:{job_id[6:14]}"
     created = now()
@@ -573,7 +617,7 @@ def create_job(body: Dict[str, Any], limits: Limits = DEFAULT_LIMITS) -> FineTun
         if k in extras:
             engine[k] = extras[k]
     spec = dict(model=name, model_path=os.path.abspath(path), training_path=_files.file_path(training_file),
-                validation_path=_files.file_path(val_id) if val_id else None, engine=engine,
+                validation_path=_files.file_path(val_id) if val_id else None, engine=engine, base_kind=base_kind,
                 fine_tuned_model=ft_name, n_train_examples=n_train, training_bytes=train_meta["bytes"],
                 tokens_per_step=hp["batch_size"] * engine.get("grad_accum", 1) * seq_len)
     _write_json(os.path.join(d, "spec.json"), spec)

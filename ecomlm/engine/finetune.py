@@ -70,6 +70,36 @@ def model_source(path_or_name) -> Tuple[str, str]:
     return model_source(local)
 
 
+def check_base(path_or_name) -> str:
+    """"hf" or "gguf" when the model can be fine-tuned (a gpt2 or llama HF
+    directory, GGUF file or registered name); BadRequestError naming `model`
+    otherwise. Reads the config / GGUF metadata only."""
+    kind, path = model_source(path_or_name)
+    if kind == "gguf":
+        from .gguf import GGUFReader
+        from .gguf_model import engine_config_from_gguf
+
+        try:
+            r = GGUFReader(path)
+            family = engine_config_from_gguf(r)[0]
+            if family in ("gpt2", "llama"):
+                hf_config_from_gguf(r)
+        except Exception as e:  # noqa: BLE001: any unreadable file means "not fine-tunable"
+            raise BadRequestError(f"model {os.path.basename(path)} cannot be fine-tuned: {e}", param="model",
+                                  code="model_not_fine_tunable") from None
+    else:
+        try:
+            family, _ = hf.engine_config(hf.read_config(path))
+        except Exception as e:  # noqa: BLE001: any unreadable config means "not fine-tunable"
+            raise BadRequestError(f"model {os.path.basename(os.path.normpath(path))} cannot be fine-tuned: {e}",
+                                  param="model", code="model_not_fine_tunable") from None
+    if family not in ("gpt2", "llama"):
+        raise BadRequestError(f"fine-tuning supports gpt2 and llama models, not {family} "
+                              f"({os.path.basename(os.path.normpath(path))})", param="model",
+                              code="model_not_fine_tunable")
+    return kind
+
+
 def unpermute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
     """llama.cpp's adjacent-pair q/k rows -> Hugging Face's rotate-half rows
     (the inverse of convert.permute_qk)."""
@@ -500,7 +530,8 @@ def fine_tune(model_or_path, train_data, validation_data=None, *, tokenizer=None
     (a record with step 0 and loss None).
 
     Returns the history (list of dicts: step, epoch, loss, val_loss, lr,
-    grad_norm, tokens_per_s), with ``.model``: the fine-tuned Model (the model
+    grad_norm, tokens_per_s, total_steps, tokens: the positions trained in
+    the step), with ``.model``: the fine-tuned Model (the model
     passed in is updated in place).
     """
     from tqdm.auto import tqdm
@@ -587,7 +618,8 @@ def fine_tune(model_or_path, train_data, validation_data=None, *, tokenizer=None
         return tot / n if n else None
 
     if eval_at_start and start == 0 and val_rows is not None:
-        rec0 = dict(step=0, epoch=0, loss=None, val_loss=val_loss(), lr=0.0, grad_norm=None, tokens_per_s=None)
+        rec0 = dict(step=0, epoch=0, loss=None, val_loss=val_loss(), lr=0.0, grad_norm=None, tokens_per_s=None,
+                    total_steps=total, tokens=0)
         history.append(rec0)
         if callback is not None:
             callback(rec0)
@@ -618,7 +650,7 @@ def fine_tune(model_or_path, train_data, validation_data=None, *, tokenizer=None
                 raise TrainingDivergedError(f"step {step + 1}: {e}") from None
             dt = time.perf_counter() - t0
             rec = dict(step=step + 1, epoch=epoch + 1, loss=loss, val_loss=None, lr=cur_lr, grad_norm=norm,
-                       tokens_per_s=tokens / dt if dt > 0 else float("nan"))
+                       tokens_per_s=tokens / dt if dt > 0 else float("nan"), total_steps=total, tokens=tokens)
             if (step + 1) % eval_every == 0 or step + 1 == total:
                 rec["val_loss"] = val_loss()
             history.append(rec)
@@ -791,7 +823,8 @@ def write_tokenizer_files(meta: dict, out_dir: str) -> None:
         json.dump(conf, f, ensure_ascii=False, indent=2)
 
 
-def save_gguf(history_or_trainer, out_path: str, qtype=None, src: Optional[str] = None) -> dict:
+def save_gguf(history_or_trainer, out_path: str, qtype=None, src: Optional[str] = None,
+              changed_only: bool = False) -> dict:
     """Write the fine-tuned weights (LoRA merged) as a GGUF file.
 
     From a GGUF base: every metadata key of the source is copied, the tensors
@@ -801,6 +834,10 @@ def save_gguf(history_or_trainer, out_path: str, qtype=None, src: Optional[str] 
     matrices to that type (with quantize.py's fall-backs) and 1-D tensors F32.
     From a Hugging Face base the merged directory is converted as
     ``ecomlm quantize`` does (qtype default "f32"). Returns {tensor: type name}.
+
+    changed_only (GGUF base): qtype applies only to the tensors the fine-tune
+    changed (merged weights not bit-equal to the source's dequantised values);
+    every other tensor is copied from the source byte for byte, at its type.
     """
     import shutil
 
@@ -838,8 +875,9 @@ def save_gguf(history_or_trainer, out_path: str, qtype=None, src: Optional[str] 
             row += n
     w = GGUFWriter(out_path, alignment=r.alignment)
     copy_metadata(r, w, skip=["general.file_type"] if qtype is not None else [])
-    if qtype is not None:
+    if qtype is not None and not changed_only:
         w.add("general.file_type", _FILE_TYPE.get(qtype, 0), ValueType.UINT32)
+    matrix_types: Dict[int, int] = {}  # type -> elements of the 2-D tensors written at it
     cache: Dict[str, np.ndarray] = {}
     written = {}
     for t in r.tensors:
@@ -853,6 +891,12 @@ def save_gguf(history_or_trainer, out_path: str, qtype=None, src: Optional[str] 
         arr = np.ascontiguousarray(cache[slot][row:row + n]).reshape(t.shape)
         if heads:
             arr = np.ascontiguousarray(permute_qk(arr, heads))
+        if changed_only and np.array_equal(arr, r.dequantize(t.name).reshape(t.shape)):
+            w.add_tensor(t.name, r.raw(t.name), t.type, t.shape)  # not trained (or not changed): as it was
+            written[t.name] = _core.type_info(t.type)[0]
+            if len(t.shape) == 2:
+                matrix_types[t.type] = matrix_types.get(t.type, 0) + arr.size
+            continue
         target = t.type if qtype is None else (_target_type(t.shape, qtype) if len(t.shape) == 2
                                                else GGMLType.F32)
         if target == GGMLType.F32:
@@ -862,6 +906,10 @@ def save_gguf(history_or_trainer, out_path: str, qtype=None, src: Optional[str] 
         else:
             w.add_tensor(t.name, _core.quantize(np.ascontiguousarray(arr, np.float32), target), target, t.shape)
         written[t.name] = _core.type_info(target)[0]
+        if len(t.shape) == 2:
+            matrix_types[target] = matrix_types.get(target, 0) + arr.size
+    if qtype is not None and changed_only:  # llama.cpp's "mostly" type: the one most weights have
+        w.add("general.file_type", _FILE_TYPE.get(max(matrix_types, key=matrix_types.get), 0), ValueType.UINT32)
     w.write()
     return written
 

@@ -245,7 +245,10 @@ def fine_tuned_models() -> Dict[str, dict]:
         except (OSError, ValueError):
             continue  # deleted meanwhile
         if isinstance(meta, dict) and isinstance(meta.get("id"), str):
-            meta["path"] = os.path.join(root, d)
+            # the folder, or the model file inside it ("file": a GGUF fine-tuned from a GGUF base)
+            meta["dir"] = os.path.join(root, d)
+            f = meta.get("file")
+            meta["path"] = os.path.join(root, d, f) if isinstance(f, str) and f and "/" not in f else meta["dir"]
             out[meta["id"]] = meta
     _tuned_cache[root] = (names, out)
     return {k: dict(v) for k, v in out.items()}
@@ -260,7 +263,8 @@ def fine_tuned_path(name: str) -> Optional[str]:
 
 def add_fine_tuned(name: str, model_dir: str, folder: str, **meta) -> str:
     """Register the model directory model_dir (a hidden folder inside
-    fine_tuned_dir()) as `name`, by renaming it to `folder`; returns its path."""
+    fine_tuned_dir()) as `name`, by renaming it to `folder`; returns its path.
+    meta["file"]: the model is that file inside the folder (a GGUF)."""
     import json
 
     if fine_tuned_path(name) is not None:
@@ -273,9 +277,10 @@ def add_fine_tuned(name: str, model_dir: str, folder: str, **meta) -> str:
 
 
 def delete_fine_tuned(name: str) -> bool:
-    path = fine_tuned_path(name)
-    if path is None:
+    meta = fine_tuned_models().get(name) if isinstance(name, str) and name.startswith("ft:") else None
+    if meta is None:
         return False
+    path = meta["dir"]
     gone = os.path.join(os.path.dirname(path), ".deleted-" + os.path.basename(path))
     try:
         os.replace(path, gone)  # unregistered at once: readers never see a partial model
