@@ -303,8 +303,12 @@ def test_fuzz_smoke(tmp_path):
     assert build.returncode == 0, build.stderr[-2000:]
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    run = subprocess.run([exe, "-max_total_time=30", "-max_len=4096", f"-artifact_prefix={tmp_path}/",
-                          str(corpus), os.path.join(root, "fuzz", "seeds_gguf")],
+    # RSS limit: libFuzzer's and ASan's own memory (quarantine, coverage
+    # tables) grows past the 2 GB default on a long run on a loaded machine
+    # (seen once: 3.9 GB with no large allocation); a single allocation above
+    # 1 GB still fails the run, which is what a forged size in a header would do
+    run = subprocess.run([exe, "-max_total_time=30", "-max_len=4096", "-rss_limit_mb=6144", "-malloc_limit_mb=1024",
+                          f"-artifact_prefix={tmp_path}/", str(corpus), os.path.join(root, "fuzz", "seeds_gguf")],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
 
