@@ -14,6 +14,16 @@ with the entry text alone, 87.2 % with its example questions (the default;
 question_weight 0.5 is the optimum on the separate dev paraphrases), and any
 BM25 weight lowered it (paraphrases share few words with the policy text), so
 lexical_weight defaults to 0; raise it for catalogs full of codes and names.
+
+Optional, off by default: `kb.fine_tune_retriever(questions, dialogues)` fine-tunes
+all-MiniLM-L6-v2 in the C engine with a classification head over the entry ids
+(on the entries' texts, sentences and example questions, labelled questions a
+shop has, and dialogue turns that contain an entry's example question), and adds
+    retriever_weight * (p(entry | query) - max p)
+to the score (the best score never rises, so hand-off thresholds keep their
+meaning); `save=` keeps it, `retriever=path` loads it. On the sample shop it did
+not beat the default on the dev questions (cross-fitted), so nothing uses it by
+default; README and tools/eval_ecommerce.py `retriever` have the figures.
 """
 
 from __future__ import annotations
