@@ -134,7 +134,7 @@ class KnowledgeBase:
 
     def __init__(self, records: Iterable[dict], *, model: str = DEFAULT_EMBEDDING_MODEL, embedder=None,
                  lexical_weight: float = 0.0, question_weight: float = 0.5, retriever=None,
-                 retriever_weight: float = 0.3):
+                 retriever_weight: float = 0.05):
         if isinstance(records, (str, bytes)) or not isinstance(records, Iterable):
             raise BadRequestError("records must be a list of dicts with id, title and text", param="records")
         records = list(records)
@@ -411,7 +411,7 @@ class KnowledgeBase:
         return texts, labels
 
     def fine_tune_retriever(self, questions=None, dialogues=None, *, model: str = DEFAULT_EMBEDDING_MODEL,
-                            epochs: int = 3, lr: float = 1e-4, batch_size: int = 16, max_length: int = 64,
+                            epochs: int = 3, lr: float = 3e-4, batch_size: int = 16, max_length: int = 64,
                             lora_rank: int = 0, seed: int = 0, save=None, progress: bool = True, **kwargs):
         """Fine-tune an encoder (all-MiniLM-L6-v2 by default, in the C engine)
         with a classification head over this KB's entry ids on
