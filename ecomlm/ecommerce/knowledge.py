@@ -14,6 +14,16 @@ with the entry text alone, 87.2 % with its example questions (the default;
 question_weight 0.5 is the optimum on the separate dev paraphrases), and any
 BM25 weight lowered it (paraphrases share few words with the policy text), so
 lexical_weight defaults to 0; raise it for catalogs full of codes and names.
+
+Optional, off by default: `kb.fine_tune_retriever(questions, dialogues)` fine-tunes
+all-MiniLM-L6-v2 in the C engine with a classification head over the entry ids
+(on the entries' texts, sentences and example questions, labelled questions a
+shop has, and dialogue turns that contain an entry's example question), and adds
+    retriever_weight * (p(entry | query) - max p)
+to the score (the best score never rises, so hand-off thresholds keep their
+meaning); `save=` keeps it, `retriever=path` loads it. On the sample shop it did
+not beat the default on the dev questions (cross-fitted), so nothing uses it by
+default; README and tools/eval_ecommerce.py `retriever` have the figures.
 """
 
 from __future__ import annotations
@@ -123,7 +133,8 @@ class KnowledgeBase:
     with `search`. Ids must be unique; they are what an agent cites."""
 
     def __init__(self, records: Iterable[dict], *, model: str = DEFAULT_EMBEDDING_MODEL, embedder=None,
-                 lexical_weight: float = 0.0, question_weight: float = 0.5):
+                 lexical_weight: float = 0.0, question_weight: float = 0.5, retriever=None,
+                 retriever_weight: float = 0.05):
         if isinstance(records, (str, bytes)) or not isinstance(records, Iterable):
             raise BadRequestError("records must be a list of dicts with id, title and text", param="records")
         records = list(records)
@@ -159,6 +170,9 @@ class KnowledgeBase:
             raise BadRequestError("question_weight must be a number >= 0", param="question_weight")
         self.lexical_weight = float(lexical_weight)
         self.question_weight = float(question_weight)
+        if not isinstance(retriever_weight, (int, float)) or isinstance(retriever_weight, bool) or retriever_weight < 0:
+            raise BadRequestError("retriever_weight must be a number >= 0", param="retriever_weight")
+        self.retriever_weight = float(retriever_weight)
         self.embed = make_embedder(model, embedder)
         self._index = {r["id"]: i for i, r in enumerate(self.records)}
         docs = [self._doc_text(r) for r in self.records]
@@ -169,6 +183,9 @@ class KnowledgeBase:
         flat = [q for qs in questions for q in qs]
         self.q_owner = np.array([i for i, qs in enumerate(questions) for _ in qs], dtype=np.int64)
         self.q_vectors = self.embed(flat) if flat else np.zeros((0, self.vectors.shape[1]), np.float32)
+        self.retriever = None
+        if retriever is not None:
+            self.set_retriever(retriever)
 
     @staticmethod
     def _doc_text(r: dict) -> str:
@@ -304,10 +321,116 @@ class KnowledgeBase:
         bm = self.bm25.scores(tokenize(query))
         lex = bm / bm.max() if bm.max() > 0 else bm
         hybrid = (1 - self.lexical_weight) * dense + self.lexical_weight * lex
+        if self.retriever is not None and self.retriever_weight > 0:
+            hybrid = hybrid + self.retriever_weight * self._learned(query)
         if lang is not None:
             keep = np.array([r.get("lang", lang) == lang for r in self.records])
             hybrid = np.where(keep, hybrid, -np.inf)
         return hybrid, dense, lex
+
+    def _learned(self, query: str) -> np.ndarray:
+        """The fine-tuned retriever's term: p(entry | query) - max p, so it
+        re-ranks without ever raising the best score (the hand-off threshold
+        keeps its meaning)."""
+        p = self.retriever.predict_proba([query])[0]
+        return p - p.max()
+
+    # ----------------------------------------------------- learned retriever
+    def set_retriever(self, retriever) -> "KnowledgeBase":
+        """Use a classifier over this KB's entry ids (a TextClassifier or the
+        directory fine_tune_retriever saved) in the ranking; None removes it."""
+        if retriever is None:
+            self.retriever = None
+            return self
+        from ..engine.classify import TextClassifier
+        if isinstance(retriever, (str, os.PathLike)):
+            if not os.path.isdir(os.fspath(retriever)):
+                raise NotFoundError(f"no saved retriever at {os.fspath(retriever)}", param="retriever")
+            retriever = TextClassifier.load(os.fspath(retriever))
+        if not isinstance(retriever, TextClassifier):
+            raise BadRequestError("retriever must be a TextClassifier or the path of a saved one", param="retriever")
+        if list(retriever.labels) != self.ids:
+            raise BadRequestError("the retriever's labels are not this knowledge base's entry ids (in order): "
+                                  "fine-tune it on this knowledge base", param="retriever")
+        self.retriever = retriever
+        return self
+
+    def retriever_examples(self, questions=None, dialogues=None) -> tuple[list[str], list[str]]:
+        """(texts, entry ids) to train a retriever on: each entry's title + text,
+        its sentences and its example questions; `questions`, pairs
+        (question, entry id) or dicts with "question" and "kb_id"; and from
+        `dialogues` (OpenAI chat format, {"messages": [...]}) each user turn
+        that contains exactly one entry's example question, with the
+        assistant's reply to it, labelled with that entry."""
+        texts, labels, seen = [], [], set()
+
+        def add(t, rid):
+            t = t.strip() if isinstance(t, str) else ""
+            if t and (t, rid) not in seen:
+                seen.add((t, rid))
+                texts.append(t)
+                labels.append(rid)
+        for r in self.records:
+            add(self._doc_text(r), r["id"])
+            for sent in re.split(r"(?<=[.!?])\s+", r["text"]):
+                if len(sent) > 20:
+                    add(sent, r["id"])
+            for q in self._questions(r):
+                add(q, r["id"])
+        for i, item in enumerate(questions or []):
+            if isinstance(item, dict):
+                q, rid = item.get("question"), item.get("kb_id", item.get("id"))
+            elif isinstance(item, (list, tuple)) and len(item) == 2:
+                q, rid = item
+            else:
+                raise BadRequestError(f"questions[{i}] must be (question, entry id) or a dict with question and kb_id",
+                                      param=f"questions[{i}]")
+            if not isinstance(q, str) or not q.strip():
+                raise BadRequestError(f"questions[{i}] has no question text", param=f"questions[{i}]")
+            if rid not in self._index:
+                raise BadRequestError(f"questions[{i}] names no entry of this knowledge base: {rid!r}",
+                                      param=f"questions[{i}]")
+            add(q, rid)
+        if dialogues:
+            norm = lambda x: " ".join(re.findall(r"[a-z0-9]+", x.lower()))  # noqa: E731
+            asks = {norm(q): r["id"] for r in self.records for q in self._questions(r) if norm(q)}
+            for i, d in enumerate(dialogues):
+                msgs = d.get("messages") if isinstance(d, dict) else d
+                if not isinstance(msgs, list) or not all(isinstance(m, dict) for m in msgs):
+                    raise BadRequestError(f"dialogues[{i}] must be {{'messages': [...]}}", param=f"dialogues[{i}]")
+                for j, m in enumerate(msgs):
+                    if m.get("role") != "user" or not isinstance(m.get("content"), str):
+                        continue
+                    u = " " + norm(m["content"]) + " "
+                    hit = {rid for q, rid in asks.items() if " " + q + " " in u}
+                    if len(hit) == 1:
+                        rid = hit.pop()
+                        add(m["content"], rid)
+                        if j + 1 < len(msgs) and msgs[j + 1].get("role") == "assistant":
+                            add(msgs[j + 1].get("content"), rid)
+        return texts, labels
+
+    def fine_tune_retriever(self, questions=None, dialogues=None, *, model: str = DEFAULT_EMBEDDING_MODEL,
+                            epochs: int = 3, lr: float = 3e-4, batch_size: int = 16, max_length: int = 64,
+                            lora_rank: int = 0, seed: int = 0, save=None, progress: bool = True, **kwargs):
+        """Fine-tune an encoder (all-MiniLM-L6-v2 by default, in the C engine)
+        with a classification head over this KB's entry ids on
+        retriever_examples(questions, dialogues), and use it in the ranking:
+        score += retriever_weight * (p(entry | query) - max p). `save`: a
+        directory to keep it in (load it back with retriever=that path).
+        Other keyword arguments go to ecomlm.engine.classify.fine_tune_classifier.
+        Returns the training history."""
+        from ..engine.classify import fine_tune_classifier
+        if len(self.records) < 2:
+            raise BadRequestError("a retriever needs at least 2 entries", param="records")
+        texts, labels = self.retriever_examples(questions, dialogues)
+        clf, hist = fine_tune_classifier(model, texts, labels, label_names=self.ids, epochs=epochs, lr=lr,
+                                         batch_size=batch_size, max_length=max_length, lora_rank=lora_rank,
+                                         seed=seed, progress=progress, **kwargs)
+        if save is not None:
+            clf.save(os.fspath(save))
+        self.set_retriever(clf)
+        return hist
 
     def search(self, query: str, k: int = 3, *, lang: Optional[str] = None,
                min_score: Optional[float] = None) -> list[Hit]:
