@@ -14,11 +14,6 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define ECM_X86 1
-#define AVX2_ATTR __attribute__((target("avx2,fma,f16c")))
-#endif
 
 /* Decoding (a few query rows against the cache) skips the packing: each row
  * dots the cached keys where they lie and sums the cached values, reading K

@@ -77,6 +77,21 @@ ecm_simd_level ecm_simd_level_detected(void);
 void ecm_simd_level_set(ecm_simd_level level); /* for tests: force a path */
 const char *ecm_simd_level_name(ecm_simd_level level);
 
+/* Kernel files compile their SIMD functions with target attributes and call
+ * them only when ecm_simd_level_get() allows, so one build runs anywhere.
+ * AVX2_ATTR is what ECM_SIMD_AVX2 guarantees; NOCONTRACT keeps a function's
+ * a * b + c as two roundings where bit-exact results are promised. */
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define ECM_X86 1
+#define AVX2_ATTR __attribute__((target("avx2,fma,f16c")))
+#endif
+#if defined(__GNUC__) && !defined(__clang__)
+#define NOCONTRACT __attribute__((optimize("fp-contract=off")))
+#else
+#define NOCONTRACT
+#endif
+
 /* Nonzero inside an OpenMP parallel region (kernels then stay serial). */
 int ecm_in_parallel(void);
 

@@ -17,10 +17,6 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define ECM_X86 1
-#endif
 
 #define NR ECM_NR
 #define KC 256
@@ -139,7 +135,6 @@ static void uk_scalar(int mr, int kc, const float *a, int lda, const float *b, f
 }
 
 #ifdef ECM_X86
-#define AVX2_ATTR __attribute__((target("avx2,fma,f16c")))
 #define AVX512_ATTR __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
 
 /* MR rows x 16 columns in 2*MR ymm accumulators. The accumulators are

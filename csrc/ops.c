@@ -13,11 +13,6 @@
 
 #include <math.h>
 #include <string.h>
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define ECM_X86 1
-#define AVX2_ATTR __attribute__((target("avx2,fma,f16c")))
-#endif
 
 #define PAR_MIN_ELEMS 32768 /* below this, threads cost more than they save */
 

@@ -11,10 +11,6 @@
 #include "train.h"
 
 #include <math.h>
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define AVX2_ATTR __attribute__((target("avx2,fma")))
-#endif
 
 #define NCHUNK 64 /* fixed partition of a norm: the same sum for any thread count */
 

@@ -21,16 +21,7 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define ECM_X86 1
-#endif
 
-#if defined(__GNUC__) && !defined(__clang__)
-#define NOCONTRACT __attribute__((optimize("fp-contract=off")))
-#else
-#define NOCONTRACT
-#endif
 
 _Static_assert(sizeof(ecm_block_q4_0) == 18, "q4_0 block");
 _Static_assert(sizeof(ecm_block_q4_1) == 20, "q4_1 block");
@@ -771,7 +762,6 @@ ecm_status ecm_quantize_ref(void *dst, const float *src, int qtype, int64_t n) {
  * bit-identical results. */
 
 #ifdef ECM_X86
-#define AVX2_ATTR __attribute__((target("avx2,fma,f16c")))
 #define VNNI_ATTR __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
 
 #define DOT_AVX2(u, s) _mm256_madd_epi16(_mm256_maddubs_epi16((u), (s)), _mm256_set1_epi16(1))

@@ -37,17 +37,7 @@
 
 #include <math.h>
 #include <string.h>
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define ECM_X86 1
-#define AVX2_ATTR __attribute__((target("avx2,fma,f16c")))
-#endif
 
-#if defined(__GNUC__) && !defined(__clang__)
-#define NOCONTRACT __attribute__((optimize("fp-contract=off")))
-#else
-#define NOCONTRACT
-#endif
 
 #define TR 8  /* rows per tile */
 #define NA 4  /* activation rows per kernel call */

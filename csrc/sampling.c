@@ -13,11 +13,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define ECM_X86 1
-#define AVX2_ATTR __attribute__((target("avx2,fma")))
-#endif
 
 static uint64_t splitmix64(uint64_t *x) {
     uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
