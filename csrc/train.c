@@ -368,7 +368,7 @@ static ecm_status plan(ecm_train *tr, int B, int T) {
 
 /* ---------------------------------------------------------------- forward */
 
-static void set_threads(const ecm_train *tr) {
+void ecm_train_set_threads(const ecm_train *tr) {
 #ifdef _OPENMP
     omp_set_num_threads(tr->n_threads > 0 ? tr->n_threads : 1);
 #else
@@ -409,17 +409,27 @@ void ecm_train_lora_backward(ecm_train *tr, int l, int lin, float *dx, const flo
 }
 
 /* out[BT, N] (= or +=) x[BT, K] @ w[N, K]^T + b */
-static void linear(ecm_train *tr, float *out, const float *x, const float *w, const float *b, int BT, int N, int K,
-                   int accumulate) {
-    ecm_gemm_f32(out, N, x, K, w, K, 0, b, BT, N, K, accumulate, tr->work);
+void ecm_train_linear(ecm_train *tr, float *out, int ldo, const float *x, int ldx, const float *w, const float *b,
+                      int M, int N, int K, int accumulate) {
+    ecm_gemm_f32(out, ldo, x, ldx, w, K, 0, b, M, N, K, accumulate, tr->work);
 }
 
-/* Backward of out = x @ w^T + b: dx = dout @ w (written, if dx), dw += dout^T @ x, db += sum dout. */
+void ecm_train_linear_bwd(ecm_train *tr, float *dx, int lddx, int acc, float *dw, float *db, const float *dout,
+                          const float *x, int ldx, const float *w, int M, int N, int K) {
+    if (dx) ecm_gemm_f32(dx, lddx, dout, N, w, K, 1, NULL, M, K, N, acc, tr->work);
+    if (dw) ecm_gemm_tn_f32(dw, K, dout, N, x, ldx, M, N, K, tr->work);
+    if (db) ecm_bias_backward(db, dout, M, N);
+}
+
+/* The decoders' rows are contiguous: strides N and K, dx written. */
+static void linear(ecm_train *tr, float *out, const float *x, const float *w, const float *b, int BT, int N, int K,
+                   int accumulate) {
+    ecm_train_linear(tr, out, N, x, K, w, b, BT, N, K, accumulate);
+}
+
 static void linear_bwd(ecm_train *tr, float *dx, float *dw, float *db, const float *dout, const float *x,
                        const float *w, int BT, int N, int K) {
-    if (dx) ecm_gemm_f32(dx, K, dout, N, w, K, 1, NULL, BT, K, N, 0, tr->work);
-    if (dw) ecm_gemm_tn_f32(dw, K, dout, N, x, K, BT, N, K, tr->work);
-    if (db) ecm_bias_backward(db, dout, BT, N);
+    ecm_train_linear_bwd(tr, dx, K, 0, dw, db, dout, x, K, w, BT, N, K);
 }
 
 ecm_status ecm_train_forward(ecm_train *tr, const int32_t *ids, const int32_t *targets, const uint8_t *mask, int B,
@@ -445,7 +455,7 @@ ecm_status ecm_train_forward(ecm_train *tr, const int32_t *ids, const int32_t *t
         if (st != ECM_OK) return st;
     }
     tr->have_fwd = 0;
-    set_threads(tr);
+    ecm_train_set_threads(tr);
     memcpy(tr->ids, ids, (size_t)BT * sizeof(int32_t));
     for (int t = 0; t < BT; t++) {
         tr->targets[t] = targets[t] < 0 ? -1 : targets[t];
@@ -527,7 +537,7 @@ ecm_status ecm_train_backward(ecm_train *tr, float grad_scale) {
     float scale = 1.0f / sqrtf((float)HD);
     ecm_tacts *A = &tr->A;
     const ecm_tparams *P = &tr->P, *G = &tr->G;
-    set_threads(tr);
+    ecm_train_set_threads(tr);
 
     /* loss = sum_t losses[t] / n_counted */
     ecm_crossentropy_backward(A->logits, tr->targets, tr->mask, tr->n_counted ? grad_scale / tr->n_counted : 0.0f,
@@ -590,7 +600,7 @@ ecm_status ecm_train_step(ecm_train *tr, const ecm_adamw *h, float max_norm, flo
         !(h->eps > 0.0f) || !(h->weight_decay >= 0.0f))
         return ecm_fail(ECM_ERR_VALUE, "AdamW hyper-parameters out of range (lr >= 0, 0 <= betas < 1, eps > 0, "
                                        "weight_decay >= 0)");
-    set_threads(tr);
+    ecm_train_set_threads(tr);
     double ss = 0.0;
     for (int i = 0; i < tr->n_tensors; i++) {
         const ecm_ttensor *t = &tr->tensors[i];

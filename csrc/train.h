@@ -336,5 +336,14 @@ void ecm_train_lora_forward(ecm_train *tr, int l, int lin, float *out, int ldo, 
 void ecm_train_lora_backward(ecm_train *tr, int l, int lin, float *dx, const float *dout, int ldo, const float *x,
                              int BT);
 size_t ecm_train_linear_work(int BT, int N, int K);
+/* omp_set_num_threads(tr->n_threads) for the calling thread. */
+void ecm_train_set_threads(const ecm_train *tr);
+/* out[M, N] (row stride ldo) (= or +=) x[M, K] (row stride ldx) @ w[N, K]^T + b */
+void ecm_train_linear(ecm_train *tr, float *out, int ldo, const float *x, int ldx, const float *w, const float *b,
+                      int M, int N, int K, int accumulate);
+/* Backward of out = x @ w^T + b: dx (row stride lddx) (= or += when acc) dout @ w (if dx),
+ * dw += dout^T @ x (if dw), db += sum dout (if db). */
+void ecm_train_linear_bwd(ecm_train *tr, float *dx, int lddx, int acc, float *dw, float *db, const float *dout,
+                          const float *x, int ldx, const float *w, int M, int N, int K);
 
 #endif

@@ -154,29 +154,6 @@ static ecm_status plan(ecm_train *tr, int B, int T) {
 
 /* ---------------------------------------------------------------- helpers */
 
-static void set_threads(const ecm_train *tr) {
-#ifdef _OPENMP
-    omp_set_num_threads(tr->n_threads > 0 ? tr->n_threads : 1);
-#else
-    (void)tr;
-#endif
-}
-
-/* out[M, N] (row stride ldo) (= or +=) x[M, K] (row stride ldx) @ w[N, K]^T + b */
-static void linear(ecm_train *tr, float *out, int ldo, const float *x, int ldx, const float *w, const float *b, int M,
-                   int N, int K, int accumulate) {
-    ecm_gemm_f32(out, ldo, x, ldx, w, K, 0, b, M, N, K, accumulate, tr->work);
-}
-
-/* Backward of out = x @ w^T + b: dx (row stride lddx) (= or += when acc) dout @ w (if dx),
- * dw += dout^T @ x (if dw), db += sum dout (if db). */
-static void linear_bwd(ecm_train *tr, float *dx, int lddx, int acc, float *dw, float *db, const float *dout,
-                       const float *x, int ldx, const float *w, int M, int N, int K) {
-    if (dx) ecm_gemm_f32(dx, lddx, dout, N, w, K, 1, NULL, M, K, N, acc, tr->work);
-    if (dw) ecm_gemm_tn_f32(dw, K, dout, N, x, ldx, M, N, K, tr->work);
-    if (db) ecm_bias_backward(db, dout, M, N);
-}
-
 /* Dropout sites of BertForSequenceClassification (attention probabilities
  * aside): 0 the embeddings after their norm, 1 + 2l the attention output and
  * 2 + 2l the MLP output of layer l (before their residual adds), 1 + 2L the
@@ -249,7 +226,7 @@ ecm_status ecm_bert_train_forward(ecm_train *tr, const int32_t *ids, const int32
         if (st != ECM_OK) return st;
     }
     tr->have_fwd = 0;
-    set_threads(tr);
+    ecm_train_set_threads(tr);
     int BT = B * T, C = c->d_model, NH = c->n_head, HD = c->head_dim, QD = NH * HD, QKV = 3 * QD, F = c->d_ff;
     int L = c->n_layer, NL = tr->n_labels;
     ecm_tacts_bert *A = &tr->BA;
@@ -289,34 +266,34 @@ ecm_status ecm_bert_train_forward(ecm_train *tr, const int32_t *ids, const int32
         float *h1 = A->h1 + (size_t)l * BT * C, *mid = A->mid + (size_t)l * BT * C;
         float *fch = A->fch + (size_t)l * BT * F, *fact = A->fact + (size_t)l * BT * F;
         float *h2 = A->h2 + (size_t)l * BT * C, *lse = A->lse + (size_t)l * BT * NH;
-        linear(tr, qkv, QKV, x, C, p->qkv_w, p->qkv_b, BT, QKV, C, 0);
+        ecm_train_linear(tr, qkv, QKV, x, C, p->qkv_w, p->qkv_b, BT, QKV, C, 0);
         ecm_train_lora_forward(tr, l, 0, qkv, QKV, x, BT);
         st = ecm_attention_forward_train_masked(atty, lse, qkv, A->lens, 0, B, T, NH, NH, HD, scale, tr->attn_work,
                                                 tr->planned_threads);
         if (st != ECM_OK) return st;
         if (dropping) { /* h1 = x + dropout(atty @ Wo^T + bo) */
-            linear(tr, branch, C, atty, QD, p->proj_w, p->proj_b, BT, C, QD, 0);
+            ecm_train_linear(tr, branch, C, atty, QD, p->proj_w, p->proj_b, BT, C, QD, 0);
             ecm_train_lora_forward(tr, l, 1, branch, C, atty, BT);
             drop(tr, branch, (size_t)BT * C, 1 + 2 * l);
             ecm_add_forward(h1, x, branch, (size_t)BT * C);
         } else {
             memcpy(h1, x, (size_t)BT * C * sizeof(float)); /* h1 = x + atty @ Wo^T + bo */
-            linear(tr, h1, C, atty, QD, p->proj_w, p->proj_b, BT, C, QD, 1);
+            ecm_train_linear(tr, h1, C, atty, QD, p->proj_w, p->proj_b, BT, C, QD, 1);
             ecm_train_lora_forward(tr, l, 1, h1, C, atty, BT);
         }
         ecm_layernorm_forward_train(mid, A->ln1_mean + (size_t)l * BT, A->ln1_rstd + (size_t)l * BT, h1,
                                     p->attn_norm_w, p->attn_norm_b, BT, C, c->norm_eps);
-        linear(tr, fch, F, mid, C, p->up_w, p->up_b, BT, F, C, 0);
+        ecm_train_linear(tr, fch, F, mid, C, p->up_w, p->up_b, BT, F, C, 0);
         ecm_train_lora_forward(tr, l, 2, fch, F, mid, BT);
         ecm_gelu_erf_forward(fact, fch, (size_t)BT * F);
         if (dropping) { /* h2 = mid + dropout(fact @ Wd^T + bd) */
-            linear(tr, branch, C, fact, F, p->down_w, p->down_b, BT, C, F, 0);
+            ecm_train_linear(tr, branch, C, fact, F, p->down_w, p->down_b, BT, C, F, 0);
             ecm_train_lora_forward(tr, l, 3, branch, C, fact, BT);
             drop(tr, branch, (size_t)BT * C, 2 + 2 * l);
             ecm_add_forward(h2, mid, branch, (size_t)BT * C);
         } else {
             memcpy(h2, mid, (size_t)BT * C * sizeof(float)); /* h2 = mid + fact @ Wd^T + bd */
-            linear(tr, h2, C, fact, F, p->down_w, p->down_b, BT, C, F, 1);
+            ecm_train_linear(tr, h2, C, fact, F, p->down_w, p->down_b, BT, C, F, 1);
             ecm_train_lora_forward(tr, l, 3, h2, C, fact, BT);
         }
         ecm_layernorm_forward_train(out, A->ln2_mean + (size_t)l * BT, A->ln2_rstd + (size_t)l * BT, h2,
@@ -324,7 +301,7 @@ ecm_status ecm_bert_train_forward(ecm_train *tr, const int32_t *ids, const int32
     }
     /* pool = tanh([CLS] @ Wp^T + bp): the [CLS] rows are every T-th row */
     const float *last = A->x + (size_t)L * BT * C;
-    linear(tr, A->pool, C, last, T * C, P->pool_w, P->pool_b, B, C, C, 0);
+    ecm_train_linear(tr, A->pool, C, last, T * C, P->pool_w, P->pool_b, B, C, C, 0);
     for (size_t i = 0; i < (size_t)B * C; i++) A->pool[i] = tanhf(A->pool[i]);
     const float *cls_in = A->pool;
     if (dropping) { /* logits = dropout(pool) @ Wc^T + bc */
@@ -332,7 +309,7 @@ ecm_status ecm_bert_train_forward(ecm_train *tr, const int32_t *ids, const int32
         drop(tr, A->pool_drop, (size_t)B * C, 1 + 2 * L);
         cls_in = A->pool_drop;
     }
-    linear(tr, A->logits, NL, cls_in, C, P->cls_w, P->cls_b, B, NL, C, 0);
+    ecm_train_linear(tr, A->logits, NL, cls_in, C, P->cls_w, P->cls_b, B, NL, C, 0);
     tr->n_counted = B;
     *loss = 0.0f;
     if (!labels && !values) return ECM_OK; /* inference: logits only */
@@ -372,7 +349,7 @@ ecm_status ecm_bert_train_backward(ecm_train *tr, float grad_scale) {
     float scale = 1.0f / sqrtf((float)HD);
     ecm_tacts_bert *A = &tr->BA;
     const ecm_tparams *P = &tr->P, *G = &tr->G;
-    set_threads(tr);
+    ecm_train_set_threads(tr);
 
     /* loss = mean_b losses[b]: dlogits (B, NL) in probs */
     float *dlogits = A->probs;
@@ -387,7 +364,7 @@ ecm_status ecm_bert_train_backward(ecm_train *tr, float grad_scale) {
     }
     /* logits = [dropout](pool) @ Wc^T + bc */
     int dropping = A->dropped;
-    linear_bwd(tr, A->dpool, C, 0, G->cls_w, G->cls_b, dlogits, dropping ? A->pool_drop : A->pool, C, P->cls_w, B,
+    ecm_train_linear_bwd(tr, A->dpool, C, 0, G->cls_w, G->cls_b, dlogits, dropping ? A->pool_drop : A->pool, C, P->cls_w, B,
                NL, C);
     if (dropping) drop(tr, A->dpool, (size_t)B * C, 1 + 2 * L);
     /* pool = tanh(u): du = dpool (1 - pool^2) */
@@ -395,7 +372,7 @@ ecm_status ecm_bert_train_backward(ecm_train *tr, float grad_scale) {
     /* u = cls @ Wp^T + bp: d(last) is zero but on the [CLS] rows */
     const float *last = A->x + (size_t)L * BT * C;
     memset(A->dx, 0, (size_t)BT * C * sizeof(float));
-    linear_bwd(tr, A->dx, T * C, 0, G->pool_w, G->pool_b, A->dpool, last, T * C, P->pool_w, B, C, C);
+    ecm_train_linear_bwd(tr, A->dx, T * C, 0, G->pool_w, G->pool_b, A->dpool, last, T * C, P->pool_w, B, C, C);
 
     float *dx = A->dx, *dh = A->dh;
     int need_dx0 = G->tok_embd || G->pos_embd || G->type_embd || G->emb_norm_w;
@@ -415,13 +392,13 @@ ecm_status ecm_bert_train_backward(ecm_train *tr, float grad_scale) {
             drop(tr, memcpy(A->dtmp, dh, (size_t)BT * C * sizeof(float)), (size_t)BT * C, 2 + 2 * l);
             dbr = A->dtmp;
         }
-        linear_bwd(tr, A->dfch, F, 0, g->down_w, g->down_b, dbr, fact, F, p->down_w, BT, C, F);
+        ecm_train_linear_bwd(tr, A->dfch, F, 0, g->down_w, g->down_b, dbr, fact, F, p->down_w, BT, C, F);
         ecm_train_lora_backward(tr, l, 3, A->dfch, dbr, C, fact, BT);
         /* fact = gelu(fch) */
         ecm_gelu_erf_backward(A->dfch, fch, A->dfch, (size_t)BT * F);
         /* fch = mid @ Wu^T + bu: d(mid) = dh + dfch @ Wu, into dx */
         memcpy(dx, dh, (size_t)BT * C * sizeof(float));
-        linear_bwd(tr, dx, C, 1, g->up_w, g->up_b, A->dfch, mid, C, p->up_w, BT, F, C);
+        ecm_train_linear_bwd(tr, dx, C, 1, g->up_w, g->up_b, A->dfch, mid, C, p->up_w, BT, F, C);
         ecm_train_lora_backward(tr, l, 2, dx, A->dfch, F, mid, BT);
         /* mid = LN1(h1): dh = d(h1) */
         ecm_layernorm_backward(dh, g->attn_norm_w, g->attn_norm_b, dx, h1, p->attn_norm_w,
@@ -432,7 +409,7 @@ ecm_status ecm_bert_train_backward(ecm_train *tr, float grad_scale) {
             drop(tr, memcpy(A->dtmp, dh, (size_t)BT * C * sizeof(float)), (size_t)BT * C, 1 + 2 * l);
             dbr = A->dtmp;
         }
-        linear_bwd(tr, A->datty, QD, 0, g->proj_w, g->proj_b, dbr, atty, QD, p->proj_w, BT, C, QD);
+        ecm_train_linear_bwd(tr, A->datty, QD, 0, g->proj_w, g->proj_b, dbr, atty, QD, p->proj_w, BT, C, QD);
         ecm_train_lora_backward(tr, l, 1, A->datty, dbr, C, atty, BT);
         ecm_status st = ecm_attention_backward_masked(A->dqkv, A->datty, qkv, atty, lse, A->lens, 0, B, T, NH, NH,
                                                       HD, scale, tr->attn_work, tr->planned_threads);
@@ -440,7 +417,7 @@ ecm_status ecm_bert_train_backward(ecm_train *tr, float grad_scale) {
         /* qkv = x @ Wqkv^T + b: d(x) = dh + dqkv @ Wqkv (skipped when nothing below trains) */
         int want_dx = l > 0 || need_dx0;
         if (want_dx) memcpy(dx, dh, (size_t)BT * C * sizeof(float));
-        linear_bwd(tr, want_dx ? dx : NULL, C, 1, g->qkv_w, g->qkv_b, A->dqkv, x, C, p->qkv_w, BT, QKV, C);
+        ecm_train_linear_bwd(tr, want_dx ? dx : NULL, C, 1, g->qkv_w, g->qkv_b, A->dqkv, x, C, p->qkv_w, BT, QKV, C);
         if (want_dx) ecm_train_lora_backward(tr, l, 0, dx, A->dqkv, QKV, x, BT);
         else ecm_train_lora_backward(tr, l, 0, dh, A->dqkv, QKV, x, BT); /* dA, dB only; dh is dead */
     }
