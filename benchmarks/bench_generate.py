@@ -33,21 +33,12 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 sys.path.insert(0, HERE)
 
+from bench_engine import best_of  # noqa: E402  (the shortest wall time of repeat calls)
 from bench_serve import concurrent  # noqa: E402  (N caller threads at once, wall time)
 
 PROMPTS = [f"Write a short product description for item {i}: a pair of running shoes in colour {c}."
            for i, c in enumerate(["red", "blue", "green", "black", "white", "grey", "navy", "pink"] * 2)]
 COUNTS = (1, 4, 16)
-
-
-def best_of(repeat, fn):
-    """The shortest wall time of repeat calls of fn()."""
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def bench_ecomlm(path, tokens, threads, repeat, dequantize):
@@ -81,7 +72,7 @@ def bench_llama(path, tokens, threads, repeat, ids):
         assert r["usage"]["completion_tokens"] == tokens, r["usage"]
 
     gen(0)
-    return {n: best_of(repeat, lambda: [gen(i) for i in range(n)]) for n in COUNTS}
+    return {n: best_of(lambda: [gen(i) for i in range(n)], repeat) for n in COUNTS}
 
 
 def bench_hf(path, tokens, threads, repeat, ids):
@@ -106,7 +97,7 @@ def bench_hf(path, tokens, threads, repeat, ids):
         assert y.shape[1] - width == tokens
 
     gen(1)
-    return {n: best_of(repeat, lambda: gen(n)) for n in COUNTS}
+    return {n: best_of(lambda: gen(n), repeat) for n in COUNTS}
 
 
 def main():
