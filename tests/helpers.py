@@ -93,3 +93,25 @@ def save_with_smollm2_tokenizer(model, path):
     with open(os.path.join(path, "tokenizer_config.json"), "w", encoding="utf-8") as f:
         json.dump(cfg, f)
     return path
+
+
+def wait_for_server(proc, url, log, timeout, poll=0.2):
+    """Poll url + /health until `ecomlm serve` (proc) answers 200; fail the test
+    with the tail of its log if it exits or the timeout passes."""
+    import time
+
+    import httpx
+    import pytest
+
+    deadline = time.time() + timeout
+    while True:
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            log.seek(0)
+            pytest.fail("ecomlm serve did not start:\n" + log.read()[-3000:])
+        time.sleep(poll)

@@ -22,7 +22,7 @@ import pytest
 
 import ecomlm
 from ecomlm.errors import BadRequestError, NotFoundError, PermissionDeniedError
-from helpers import save_hf, tiny_llama
+from helpers import save_hf, tiny_llama, wait_for_server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FINAL = ("succeeded", "failed", "cancelled")
@@ -393,28 +393,18 @@ def _free_port() -> int:
 
 
 def start_server(base, home):
-    """`ecomlm serve` on a free port with ECOMLM_HOME=home and the tiny model as "tiny"."""
-    import httpx
-
+    """`ecomlm serve` on a free port with ECOMLM_HOME=home and, unless base is
+    None, the tiny model as "tiny"."""
     port = _free_port()
     log = open(os.path.join(home, f"serve-{port}.log"), "w+")
     env = dict(os.environ, ECOMLM_HOME=home, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    models = [] if base is None else ["--model", f"tiny={base}"]
     proc = subprocess.Popen([sys.executable, "-m", "ecomlm", "serve", "--port", str(port), "--api-key", "sk-ft",
-                             "--model", f"tiny={base}", "--log-level", "warning"],
+                             *models, "--log-level", "warning"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            log.seek(0)
-            pytest.fail("ecomlm serve did not start:\n" + log.read()[-3000:])
-        time.sleep(0.2)
+    wait_for_server(proc, url, log, 60)
+    return proc, url
 
 
 @pytest.fixture(scope="module")

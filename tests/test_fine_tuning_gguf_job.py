@@ -9,7 +9,6 @@ Tiny on purpose (2 LoRA steps of 2 x 64 tokens) so it runs in well under a
 minute on two cores."""
 
 import os
-import subprocess
 import sys
 import time
 
@@ -21,7 +20,7 @@ from ecomlm.engine import finetune as ft
 from ecomlm.engine import registry
 from ecomlm.engine.gguf import GGMLType, GGUFReader
 from ecomlm.engine.gguf_model import load_gguf
-from test_fine_tuning_api import FINAL, _free_port, jsonl
+from test_fine_tuning_api import FINAL, jsonl, start_server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAME = "smollm2-135m-instruct"
@@ -70,29 +69,6 @@ def home(src, tmp_path_factory):
         os.environ.pop("ECOMLM_HOME", None)
     else:
         os.environ["ECOMLM_HOME"] = old
-
-
-def serve(home):
-    import httpx
-
-    port = _free_port()
-    log = open(os.path.join(home, "serve.log"), "w+")
-    env = dict(os.environ, ECOMLM_HOME=home, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, "-m", "ecomlm", "serve", "--port", str(port), "--api-key", "sk-ft",
-                             "--log-level", "warning"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            log.seek(0)
-            pytest.fail("ecomlm serve did not start:\n" + log.read()[-3000:])
-        time.sleep(0.2)
 
 
 def test_job_on_the_default_gguf_model(home, src):
@@ -163,7 +139,7 @@ def test_job_on_the_default_gguf_model(home, src):
 
     # ... and over HTTP, with the same greedy answer
     openai = pytest.importorskip("openai")
-    proc, url = serve(home)
+    proc, url = start_server(None, home)
     try:
         sdk = openai.OpenAI(base_url=url + "/v1", api_key="sk-ft", max_retries=0, timeout=60)
         assert sdk.fine_tuning.jobs.retrieve(job.id).fine_tuned_model == name

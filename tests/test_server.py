@@ -23,6 +23,7 @@ pytest.importorskip("uvicorn")
 
 from api_suite import *  # noqa: E402,F401,F403  (the shared v1 suite)
 from api_suite import CHAT, HELLO, TEXT  # noqa: E402
+from helpers import wait_for_server  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEY = "sk-ecomlm-test-key"
@@ -47,18 +48,7 @@ def server(tmp_path_factory):
                              "--preload", CHAT, "--preload", "text-embedding-ada-002", "--log-level", "warning"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            log.seek(0)
-            pytest.fail("ecomlm serve did not start:\n" + log.read()[-3000:])
-        time.sleep(0.3)
+    wait_for_server(proc, url, log, 120, poll=0.3)
     yield proc, url, log_path
     if proc.poll() is None:
         proc.kill()
