@@ -27,6 +27,8 @@ PyObject *ecm_py_raise(ecm_status status) {
     return NULL;
 }
 
+/* fmt is PyUnicode_FromFormat's: %d %ld %zd %s %R ..., but no %g / %f
+ * (format a double with snprintf first). */
 PyObject *ecm_py_bad_request(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);

@@ -82,7 +82,9 @@ static int sampler_init(SamplerObject *self, PyObject *args, PyObject *kw) {
                 return -1;
             }
             if (!(b >= -100.0 && b <= 100.0) && !isinf(b)) {
-                ecm_py_bad_request("logit_bias values must be in [-100, 100], got %g for token %ld", b, id);
+                char num[32];               /* PyUnicode_FromFormat has no %g */
+                snprintf(num, sizeof num, "%g", b);
+                ecm_py_bad_request("logit_bias values must be in [-100, 100], got %s for token %ld", num, id);
                 return -1;
             }
             /* OpenAI: -100 bans a token, +100 forces it. */

@@ -535,7 +535,9 @@ static int set_dropout(TrainerObject *self, PyObject *v, void *closure) {
     double p = PyFloat_AsDouble(v);
     if (p == -1.0 && PyErr_Occurred()) return -1;
     if (!(p >= 0.0 && p < 1.0)) {
-        ecm_py_bad_request("dropout must be in [0, 1), got %g", p);
+        char num[32];                       /* PyUnicode_FromFormat has no %g */
+        snprintf(num, sizeof num, "%g", p);
+        ecm_py_bad_request("dropout must be in [0, 1), got %s", num);
         return -1;
     }
     if (p > 0.0 && self->tr.cfg.arch != ECM_ARCH_BERT) {

@@ -178,6 +178,10 @@ def test_penalties_and_bias_change_output(llama):
     rep = m.complete(PROMPTS[0], max_tokens=3, temperature=0, stop_token_ids=(-1,), logit_bias={42: 100},
                      frequency_penalty=2.0, presence_penalty=2.0)[0][0]
     assert rep.token_ids[0] == 42
+    with pytest.raises(BadRequestError, match=r"logit_bias must be between -100 and 100, got 250\.5"):
+        m.complete(PROMPTS[0], max_tokens=1, logit_bias={42: 250.5})
+    with pytest.raises(BadRequestError, match=r"got 250\.5 for token 42$"):      # the C check's message
+        ecomlm._core.Sampler(100, 0, 1.0, logit_bias={42: 250.5})
 
 
 @pytest.mark.parametrize("kw,param", [
