@@ -42,6 +42,7 @@ import numpy as np
 from ..errors import BadRequestError, NotFoundError
 from . import _validate as V
 from ._embed import DEFAULT_EMBEDDING_MODEL, make_embedder
+from ._expand import QueryExpander, load_lexicon
 
 __all__ = ["Hit", "KnowledgeBase", "BM25", "tokenize"]
 
@@ -134,7 +135,7 @@ class KnowledgeBase:
 
     def __init__(self, records: Iterable[dict], *, model: str = DEFAULT_EMBEDDING_MODEL, embedder=None,
                  lexical_weight: float = 0.0, question_weight: float = 0.5, retriever=None,
-                 retriever_weight: float = 0.05):
+                 retriever_weight: float = 0.05, lexicon=None, catalog=None, expansion_weight: float = 1.0):
         if isinstance(records, (str, bytes)) or not isinstance(records, Iterable):
             raise BadRequestError("records must be a list of dicts with id, title and text", param="records")
         records = list(records)
@@ -173,6 +174,10 @@ class KnowledgeBase:
         if not isinstance(retriever_weight, (int, float)) or isinstance(retriever_weight, bool) or retriever_weight < 0:
             raise BadRequestError("retriever_weight must be a number >= 0", param="retriever_weight")
         self.retriever_weight = float(retriever_weight)
+        if (not isinstance(expansion_weight, (int, float)) or isinstance(expansion_weight, bool)
+                or not 0 <= expansion_weight <= 1):
+            raise BadRequestError("expansion_weight must be a number in [0, 1]", param="expansion_weight")
+        self.expansion_weight = float(expansion_weight)
         self.embed = make_embedder(model, embedder)
         self._index = {r["id"]: i for i, r in enumerate(self.records)}
         docs = [self._doc_text(r) for r in self.records]
@@ -186,6 +191,29 @@ class KnowledgeBase:
         self.retriever = None
         if retriever is not None:
             self.set_retriever(retriever)
+        lex = load_lexicon(lexicon)
+        self.expander = None
+        if lex is not None or catalog is not None:
+            self.expander = QueryExpander(
+                [d + " " + " ".join(q) for d, q in zip(docs, questions)], lex or {}, catalog)
+
+    def expand(self, query: str) -> str:
+        """The query as it is embedded: with the knowledge base's own terms for
+        what it mentions appended (see ecomlm/ecommerce/_expand.py), or as it is."""
+        return query if self.expander is None else self.expander.expand(query)
+
+    def query_vectors(self, queries: list) -> np.ndarray:
+        """Embeddings of the queries as searched: the expanded query's vector,
+        mixed with the plain one by expansion_weight (then re-normalised)."""
+        plain = self.embed(queries)
+        if self.expander is None or self.expansion_weight == 0:
+            return plain
+        expanded = [self.expand(q) for q in queries]
+        if expanded == list(queries):
+            return plain
+        ex = self.embed(expanded)
+        v = (1 - self.expansion_weight) * plain + self.expansion_weight * ex
+        return (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
     @staticmethod
     def _doc_text(r: dict) -> str:
@@ -309,7 +337,7 @@ class KnowledgeBase:
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(hybrid, dense, lexical) score of every entry for `query`."""
         V.text(query, "query")
-        q = self.embed([query])[0] if _vec is None else _vec
+        q = self.query_vectors([query])[0] if _vec is None else _vec
         dense = self.vectors @ q
         if len(self.q_owner) and self.question_weight > 0:
             best_q = dense.copy()                             # entries without questions: their text
@@ -318,7 +346,7 @@ class KnowledgeBase:
             best_q[has_q] = -np.inf
             np.maximum.at(best_q, self.q_owner, self.q_vectors @ q)
             dense = (dense + self.question_weight * best_q) / (1 + self.question_weight)
-        bm = self.bm25.scores(tokenize(query))
+        bm = self.bm25.scores(tokenize(self.expand(query)))
         lex = bm / bm.max() if bm.max() > 0 else bm
         hybrid = (1 - self.lexical_weight) * dense + self.lexical_weight * lex
         if self.retriever is not None and self.retriever_weight > 0:
@@ -445,7 +473,7 @@ class KnowledgeBase:
         queries = V.texts(queries, "queries")
         for i, q in enumerate(queries):
             V.text(q, f"queries[{i}]")
-        vecs = self.embed(queries)
+        vecs = self.query_vectors(queries)
         return [self._search(q, k, lang, min_score, v) for q, v in zip(queries, vecs)]
 
     def _search(self, query, k, lang, min_score, vec) -> list[Hit]:
