@@ -127,3 +127,28 @@ def test_lexicon_from_a_file(tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(BadRequestError, match="not a JSON lexicon"):
         kb(lexicon=str(tmp_path / "bad.json"))
+
+
+def test_category_term_prefers_entries_about_the_mentioned_category():
+    lex = {"groups": [], "product_types": {"electronics": ["smartwatch"], "shoes": ["sneaker"]},
+           "category_names": {"apparel": ["clothing"]}}
+    recs = [{"id": "r", "title": "Returns", "text": "Return within 30 days."},
+            {"id": "re", "title": "Returning electronics", "text": "Within 14 days."},
+            {"id": "rs", "title": "Returning shoes", "text": "Within 60 days."},
+            {"id": "sz", "title": "Clothing size guide", "text": "Measure your chest."}]
+    base = KnowledgeBase(recs, embedder=bag_embedder, lexicon=lex, category_weight=0.1)
+    assert base.entry_categories == [set(), {"electronics"}, {"shoes"}, {"apparel"}]
+    assert base.expander.mentions("my smartwatch and sneakers") == {"electronics", "shoes"}
+    np.testing.assert_allclose(base._category_term("return a smartwatch"), [-0.05, 0.0, -0.1, -0.1])
+    np.testing.assert_allclose(base._category_term("return clothing"), [-0.05, -0.1, -0.1, 0.0])
+    assert base._category_term("return it") is None
+    # the term is added to the score; without it the scores are the plain ones
+    off = KnowledgeBase(recs, embedder=bag_embedder, lexicon=lex, category_weight=0.0)
+    np.testing.assert_allclose(base.scores("return a smartwatch")[0],
+                               off.scores("return a smartwatch")[0] + [-0.05, 0.0, -0.1, -0.1], atol=1e-6)
+    with pytest.raises(BadRequestError) as e:
+        KnowledgeBase(recs, embedder=bag_embedder, category_weight=-1)
+    assert e.value.param == "category_weight"
+    with pytest.raises(BadRequestError) as e:
+        KnowledgeBase(recs, embedder=bag_embedder, lexicon={"category_names": {"x": "y"}})
+    assert e.value.param == "lexicon.category_names"

@@ -32,7 +32,7 @@ def check_term(term, where):
 
 
 def test_top_level(lexicon):
-    assert set(lexicon) == {"version", "about", "groups", "product_types"}
+    assert set(lexicon) == {"version", "about", "groups", "product_types", "category_names"}
     assert lexicon["version"] == 1
     assert isinstance(lexicon["about"], str) and lexicon["about"].strip()
 
@@ -71,3 +71,16 @@ def test_product_types(lexicon):
     # regular plural are never both listed.
     both = sorted(n for n in owner if n + "s" in owner or n + "es" in owner)
     assert not both, both
+
+
+def test_category_names(lexicon):
+    names = lexicon["category_names"]
+    assert set(names) == CATEGORIES
+    nouns = {n for ns in lexicon["product_types"].values() for n in ns}
+    seen = Counter()
+    for cat, aliases in names.items():
+        for a in aliases:
+            check_term(a, ("category_names", cat))
+            assert a not in CATEGORIES and a not in nouns, (cat, a)
+            seen[a] += 1
+    assert max(seen.values()) == 1

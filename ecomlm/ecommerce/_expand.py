@@ -39,7 +39,8 @@ _lexicon_cache: Optional[dict] = None
 
 
 def default_lexicon() -> dict:
-    """The lexicon shipped with the package ({"groups": [...], "product_types": {...}})."""
+    """The lexicon shipped with the package ({"groups": [...], "product_types": {...},
+    "category_names": {...}})."""
     global _lexicon_cache
     if _lexicon_cache is None:
         with open(LEXICON_PATH, encoding="utf-8") as f:
@@ -118,11 +119,29 @@ class QueryExpander:
                 nouns.setdefault(_norm(n), _norm(cat))
         for n, cat in _catalog_pairs(catalog):
             nouns[n] = cat                                   # the shop's own catalog wins
+        names: dict = {}                                     # category -> its names ("apparel", "clothing")
+        for cat in set(nouns.values()) | {_norm(c) for c in (lexicon.get("category_names") or {})}:
+            names[cat] = [cat]
+        for cat, aliases in (lexicon.get("category_names") or {}).items():
+            names[_norm(cat)] += [_norm(a) for a in aliases if _norm(a)]
         by_cat: dict = {}
         for n, cat in nouns.items():
-            if n and cat and in_kb(cat):
+            if n and cat:
                 by_cat.setdefault(cat, []).append(n)
-        self.categories = [(_pattern(ns + [cat]), [cat], _pattern([cat])) for cat, ns in by_cat.items()]
+        self.categories = []                                 # (pattern, [the KB's name for it], pattern of its names)
+        self._mention = {}                                   # category -> pattern of its nouns and names
+        for cat, ns in sorted(by_cat.items()) + [(c, []) for c in sorted(names) if c not in by_cat]:
+            kb_names = [a for a in names.get(cat, [cat]) if in_kb(a)]
+            if not kb_names:
+                continue                                     # the knowledge base never names it
+            self._mention[cat] = _pattern(ns + names.get(cat, [cat]))
+            self.categories.append((self._mention[cat], kb_names[:1], _pattern(names.get(cat, [cat]))))
+
+    def mentions(self, text: str) -> set:
+        """The categories (of those the knowledge base names) that `text`
+        mentions by name or by a product noun: "my new smartwatch" -> {"electronics"}."""
+        t = _norm(text)
+        return {cat for cat, pat in self._mention.items() if pat.search(t)}
 
     def added(self, query: str) -> list:
         """The terms to append, from the groups and categories the query
@@ -194,6 +213,11 @@ def _check_lexicon(lexicon) -> None:
     if not isinstance(groups, list) or not all(
             isinstance(g, list) and all(isinstance(t, str) for t in g) for g in groups):
         raise BadRequestError("lexicon['groups'] must be a list of lists of strings", param="lexicon.groups")
+    cats = lexicon.get("category_names", {})
+    if not isinstance(cats, dict) or not all(
+            isinstance(k, str) and isinstance(v, list) and all(isinstance(t, str) for t in v) for k, v in cats.items()):
+        raise BadRequestError("lexicon['category_names'] must map a category to a list of its other names",
+                              param="lexicon.category_names")
     types = lexicon.get("product_types", {})
     if not isinstance(types, dict) or not all(
             isinstance(k, str) and isinstance(v, list) and all(isinstance(t, str) for t in v)

@@ -135,7 +135,8 @@ class KnowledgeBase:
 
     def __init__(self, records: Iterable[dict], *, model: str = DEFAULT_EMBEDDING_MODEL, embedder=None,
                  lexical_weight: float = 0.0, question_weight: float = 0.5, retriever=None,
-                 retriever_weight: float = 0.05, lexicon=None, catalog=None, expansion_weight: float = 1.0):
+                 retriever_weight: float = 0.05, lexicon=None, catalog=None, expansion_weight: float = 1.0,
+                 category_weight: float = 0.05):
         if isinstance(records, (str, bytes)) or not isinstance(records, Iterable):
             raise BadRequestError("records must be a list of dicts with id, title and text", param="records")
         records = list(records)
@@ -178,6 +179,10 @@ class KnowledgeBase:
                 or not 0 <= expansion_weight <= 1):
             raise BadRequestError("expansion_weight must be a number in [0, 1]", param="expansion_weight")
         self.expansion_weight = float(expansion_weight)
+        if (not isinstance(category_weight, (int, float)) or isinstance(category_weight, bool)
+                or category_weight < 0):
+            raise BadRequestError("category_weight must be a number >= 0", param="category_weight")
+        self.category_weight = float(category_weight)
         self.embed = make_embedder(model, embedder)
         self._index = {r["id"]: i for i, r in enumerate(self.records)}
         docs = [self._doc_text(r) for r in self.records]
@@ -196,6 +201,22 @@ class KnowledgeBase:
         if lex is not None or catalog is not None:
             self.expander = QueryExpander(
                 [d + " " + " ".join(q) for d, q in zip(docs, questions)], lex or {}, catalog)
+        # the categories an entry is about, from its title ("Returning shoes" -> shoes); none: a general entry
+        self.entry_categories = [self.expander.mentions(r["title"]) if self.expander else set()
+                                 for r in self.records]
+
+    def _category_term(self, query: str) -> Optional[np.ndarray]:
+        """For a query that mentions a category: 0 for entries about it, -w/2
+        for general entries, -w for entries about other categories; shifted
+        so the largest is 0 (the best score never rises). None otherwise."""
+        if self.expander is None or self.category_weight == 0:
+            return None
+        cq = self.expander.mentions(query)
+        if not cq:
+            return None
+        w = self.category_weight
+        adj = np.array([-w / 2 if not ce else (0.0 if ce & cq else -w) for ce in self.entry_categories])
+        return adj - adj.max()
 
     def expand(self, query: str) -> str:
         """The query as it is embedded: with the knowledge base's own terms for
@@ -351,6 +372,9 @@ class KnowledgeBase:
         hybrid = (1 - self.lexical_weight) * dense + self.lexical_weight * lex
         if self.retriever is not None and self.retriever_weight > 0:
             hybrid = hybrid + self.retriever_weight * self._learned(query)
+        cat = self._category_term(query)
+        if cat is not None:
+            hybrid = hybrid + cat
         if lang is not None:
             keep = np.array([r.get("lang", lang) == lang for r in self.records])
             hybrid = np.where(keep, hybrid, -np.inf)
