@@ -30,8 +30,14 @@ from ecomlm.ecommerce import KnowledgeBase, ReviewAnalyzer, compare_methods, sam
 
 def kb(shop):
     qs = [q for q in shop.questions if q["type"] == "in_scope"]
-    for label, kw in (("entry text only", dict(question_weight=0.0)), ("text + FAQ questions (default)", {}),
-                      ("default + BM25 0.2", dict(lexical_weight=0.2))):
+    rows = [("entry text only", dict(question_weight=0.0, lexicon=False, category_weight=0.0)),
+            ("text + FAQ questions", dict(lexicon=False, category_weight=0.0)),
+            ("+ lexicon expansion", dict(category_weight=0.0)),
+            ("+ category ranking (default)", {}),
+            ("default + BM25 0.2", dict(lexical_weight=0.2))]
+    if os.environ.get("ECOMLM_EVAL_RERANK"):   # minutes: one SmolLM2 pass per re-ranked entry
+        rows.append(("default + SmolLM2 re-ranking", dict(reranker="smollm2-135m-instruct")))
+    for label, kw in rows:
         base = KnowledgeBase.from_records(shop.kb_records("en"), **kw)
         hits = base.search_many([q["question"] for q in qs], k=3)
         ok1 = np.array([h[0].id == q["kb_id"] for h, q in zip(hits, qs)])

@@ -87,12 +87,13 @@ class QueryExpander:
     itself), `added(query)` the list of added terms."""
 
     def __init__(self, kb_texts: Iterable[str], lexicon: Optional[dict] = None, catalog=None,
-                 max_terms: int = 2):
+                 max_terms: int = 2, category_terms: bool = True):
         lexicon = default_lexicon() if lexicon is None else lexicon
         _check_lexicon(lexicon)
         kb_texts = list(kb_texts)
         corpus = " " + " ".join(_norm(t) for t in kb_texts) + " "
         self.max_terms = max_terms
+        self.category_terms = category_terms
         # how specific a term is to few entries: the mean idf of its stems over the KB's texts
         docs = [set(_kb.tokenize(t)) for t in kb_texts]
         df: dict = {}
@@ -154,7 +155,7 @@ class QueryExpander:
         q = _norm(query)
         have = set(_kb.tokenize(q))
         found = []                                            # (start, end, terms to add)
-        for pat, present, own in self.groups + self.categories:
+        for pat, present, own in self.groups + (self.categories if self.category_terms else []):
             spans = [m.span() for m in pat.finditer(q)]
             if spans and not own.search(q):
                 found.append((spans, present))

@@ -136,7 +136,7 @@ class KnowledgeBase:
     def __init__(self, records: Iterable[dict], *, model: str = DEFAULT_EMBEDDING_MODEL, embedder=None,
                  lexical_weight: float = 0.0, question_weight: float = 0.5, retriever=None,
                  retriever_weight: float = 0.05, lexicon=None, catalog=None, expansion_weight: float = 1.0,
-                 category_weight: float = 0.05):
+                 category_weight: float = 0.05, reranker=None, rerank_k: int = 4, rerank_weight: float = 0.2):
         if isinstance(records, (str, bytes)) or not isinstance(records, Iterable):
             raise BadRequestError("records must be a list of dicts with id, title and text", param="records")
         records = list(records)
@@ -183,6 +183,14 @@ class KnowledgeBase:
                 or category_weight < 0):
             raise BadRequestError("category_weight must be a number >= 0", param="category_weight")
         self.category_weight = float(category_weight)
+        V.positive_int(rerank_k, "rerank_k")
+        if not isinstance(rerank_weight, (int, float)) or isinstance(rerank_weight, bool) or rerank_weight < 0:
+            raise BadRequestError("rerank_weight must be a number >= 0", param="rerank_weight")
+        self.rerank_k, self.rerank_weight = int(rerank_k), float(rerank_weight)
+        self.reranker = None
+        if reranker is not None:
+            from ._rerank import QuestionLikelihood
+            self.reranker = reranker if isinstance(reranker, QuestionLikelihood) else QuestionLikelihood(reranker)
         self.embed = make_embedder(model, embedder)
         self._index = {r["id"]: i for i, r in enumerate(self.records)}
         docs = [self._doc_text(r) for r in self.records]
@@ -378,6 +386,10 @@ class KnowledgeBase:
         if lang is not None:
             keep = np.array([r.get("lang", lang) == lang for r in self.records])
             hybrid = np.where(keep, hybrid, -np.inf)
+        if self.reranker is not None:
+            adj = self.reranker.adjust(self.records, hybrid, query, self.rerank_k, self.rerank_weight)
+            if adj is not None:
+                hybrid = hybrid + adj
         return hybrid, dense, lex
 
     def _learned(self, query: str) -> np.ndarray:
