@@ -8,9 +8,13 @@ human with a reason.
 
 A 135M model cannot be trusted with facts, so the agent never lets it state
 one on its own:
-  1. retrieval picks the entry; its key sentences (those holding its
-     `facts`, else its first sentence) plus the sentence nearest the question
-     are the extractive answer;
+  1. retrieval picks the entry: the knowledge base's search, then the chat
+     model re-ranks the `rerank` (4) best by how likely it finds the
+     customer's question after reading each entry (ecomlm/ecommerce/_rerank.py;
+     about 0.4 s an entry for SmolLM2-135M on 2 cores; rerank=0 turns it off).
+     The entry's key sentences (those holding its `facts`, else its first
+     sentence) plus the sentence nearest the question are the extractive
+     answer;
   2. the model rephrases that answer for the question (`generate=True`);
   3. the rephrasing is kept only if it states every fact of the entry, adds
      no number the entry lacks and no negation or "after/before" the key
@@ -145,7 +149,8 @@ class SupportAgent:
     def __init__(self, kb, model=DEFAULT_CHAT_MODEL, order_lookup: Optional[Callable] = None, *,
                  customer_id=None, shop_name: str = "our shop", min_score: float = 0.30, generate: bool = True,
                  max_tokens: int = 80, order_id_pattern: str = _DEFAULT_ORDER_ID,
-                 customer_field: str = "customer_id", seed: int = 0):
+                 customer_field: str = "customer_id", seed: int = 0, rerank: int = 4,
+                 rerank_weight: float = 0.2):
         if isinstance(kb, list):
             kb = KnowledgeBase.from_records(kb)
         if not isinstance(kb, KnowledgeBase):
@@ -160,6 +165,11 @@ class SupportAgent:
         V.text(customer_field, "customer_field")
         V.identity(customer_id, "customer_id")
         V.integer(seed, "seed")
+        V.integer(rerank, "rerank")
+        if rerank < 0:
+            raise BadRequestError("rerank must be >= 0 (0: no re-ranking)", param="rerank")
+        if not isinstance(rerank_weight, (int, float)) or isinstance(rerank_weight, bool) or rerank_weight < 0:
+            raise BadRequestError("rerank_weight must be a number >= 0", param="rerank_weight")
         if not (model is None or isinstance(model, str) or hasattr(model, "chat")):
             raise BadRequestError("model must be a model name, a loaded model, or None (extractive answers)",
                                   param="model")
@@ -179,6 +189,9 @@ class SupportAgent:
         self.generate = bool(generate) and model is not None
         self.max_tokens = max_tokens
         self.seed = seed
+        self.rerank = int(rerank) if model is not None else 0
+        self.rerank_weight = float(rerank_weight)
+        self._likelihood = None
 
     @property
     def model(self):
@@ -214,16 +227,19 @@ class SupportAgent:
         if asks_order and not self.kb_hit_is_confident(question):
             return Reply("I can check that for you. What's your order number?")
 
-        scores = self._scores(question, user_turns)
+        scores, query = self._scores(question, user_turns)
         best = int(np.argmax(scores))
         score = float(scores[best])
+        if score >= self.min_score and self.rerank > 1 and self.rerank_weight > 0:
+            scores = scores + self._rerank_term(query, scores)
+            best = int(np.argmax(scores))
         if score < self.min_score:
             return self._handoff("low_confidence" if _SHOP_WORDS.search(question) else "out_of_scope",
                                  f"I'm sorry, I can only help with {self.shop_name} orders, shipping, returns, sizes, "
                                  "payment and warranty, and I couldn't find this in our policies. Would you like me "
                                  "to connect you with a person from our team?", score)
         entry = self.kb.records[best]
-        reply = self._answer(question, entry, score)
+        reply = self._answer(question, entry, float(scores[best]))
         if asks_order:
             reply.text += " If you give me your order number, I can check its status for you."
         return reply
@@ -233,18 +249,32 @@ class SupportAgent:
         return float(np.max(s)) >= self.min_score + 0.15
 
     # ------------------------------------------------------------ retrieval
-    def _scores(self, question: str, user_turns: list) -> np.ndarray:
+    def _scores(self, question: str, user_turns: list) -> tuple:
+        """(KB scores, the question as searched: rewritten or joined to the
+        previous turn for a follow-up)."""
         s = self.kb.scores(question)[0]
         n_words = len(_words(question))
         if user_turns and (_FOLLOW.search(question) or n_words <= 4 or (n_words <= 7 and _PRONOUN.search(question))):
             prev = user_turns[-1]
             rewritten = self.rewrite_follow_up(prev, question)
             if rewritten is not None:                       # "And for shoes?" -> the previous question, about shoes
-                return self.kb.scores(rewritten)[0]
+                return self.kb.scores(rewritten)[0], rewritten
             ctx = self.kb.scores(prev + " " + question)[0]
             w = 0.75 if _PRONOUN.search(question) else 0.5    # "How much does it cost?": "it" is in the context
             s = (1 - w) * s + w * ctx
-        return s
+            return s, prev + " " + question
+        return s, question
+
+    def _rerank_term(self, query: str, scores: np.ndarray) -> np.ndarray:
+        """rerank_weight * (log-likelihood of the question given the entry -
+        the best of them) for the `rerank` best entries, the lowest of those
+        for the rest (see ecomlm/ecommerce/_rerank.py); never raises the best
+        score, and the hand-off decision is taken before it."""
+        if self._likelihood is None:
+            from ._rerank import QuestionLikelihood
+            self._likelihood = QuestionLikelihood(self.model)
+        adj = self._likelihood.adjust(self.kb.records, scores, query, self.rerank, self.rerank_weight)
+        return 0.0 if adj is None else adj
 
     def rewrite_follow_up(self, previous: str, question: str) -> Optional[str]:
         """An elliptical follow-up ("And for shoes?", "What about X?", "And if
