@@ -62,6 +62,10 @@ def test_follow_ups_resolve_on_held_out_set(shop, extractive):
     assert extractive.rewrite_follow_up("Can I exchange my jacket for a bigger size?", "And if it's shoes?") == \
         "Can I exchange my shoes for a bigger size?"
     assert extractive.rewrite_follow_up("How long does delivery take?", "And how long does it take to pack?") is None
+    # a product replaces the product word, not the nearest word by meaning ("warranty")
+    # (without the lexicon's product nouns: "How long is the sneakers on a tablet?")
+    assert extractive.rewrite_follow_up("How long is the guarantee on a tablet?", "And for sneakers?") == \
+        "How long is the guarantee on a sneakers?"
 
 
 def test_extractive_answers_on_held_out_sample(shop, extractive):

@@ -41,8 +41,8 @@ def kb(shop):
         qs += [dict(json.loads(line), type="in_scope", split="tune") for line in f if line.strip()]
     rows = [("entry text only", dict(question_weight=0.0, lexicon=False, category_weight=0.0)),
             ("text + FAQ questions", dict(lexicon=False, category_weight=0.0)),
-            ("+ lexicon expansion", dict(category_weight=0.0)),
-            ("+ category ranking (default)", {}),
+            ("+ lexicon expansion (default)", {}),
+            ("default + category ranking 0.05", dict(category_weight=0.05)),
             ("default + BM25 0.2", dict(lexical_weight=0.2))]
     if os.environ.get("ECOMLM_EVAL_RERANK"):   # minutes: one SmolLM2 pass per re-ranked entry
         rows.append(("default + SmolLM2 re-ranking", dict(reranker="smollm2-135m-instruct")))

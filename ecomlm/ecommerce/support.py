@@ -230,7 +230,7 @@ class SupportAgent:
         scores, query = self._scores(question, user_turns)
         best = int(np.argmax(scores))
         score = float(scores[best])
-        if score >= self.min_score and self.rerank > 1 and self.rerank_weight > 0:
+        if score >= self.min_score and query is not None and self.rerank > 1 and self.rerank_weight > 0:
             scores = scores + self._rerank_term(query, scores)
             best = int(np.argmax(scores))
         if score < self.min_score:
@@ -250,8 +250,9 @@ class SupportAgent:
 
     # ------------------------------------------------------------ retrieval
     def _scores(self, question: str, user_turns: list) -> tuple:
-        """(KB scores, the question as searched: rewritten or joined to the
-        previous turn for a follow-up)."""
+        """(KB scores, the one question they rank for: the question, or an
+        elliptical follow-up rewritten; None for a follow-up scored jointly
+        with the previous turn)."""
         s = self.kb.scores(question)[0]
         n_words = len(_words(question))
         if user_turns and (_FOLLOW.search(question) or n_words <= 4 or (n_words <= 7 and _PRONOUN.search(question))):
@@ -262,7 +263,7 @@ class SupportAgent:
             ctx = self.kb.scores(prev + " " + question)[0]
             w = 0.75 if _PRONOUN.search(question) else 0.5    # "How much does it cost?": "it" is in the context
             s = (1 - w) * s + w * ctx
-            return s, prev + " " + question
+            return s, None                                  # two turns joined: not one question to re-rank by
         return s, question
 
     def _rerank_term(self, query: str, scores: np.ndarray) -> np.ndarray:
@@ -280,7 +281,8 @@ class SupportAgent:
         """An elliptical follow-up ("And for shoes?", "What about X?", "And if
         it's X?", "Is it the same for X?", X of at most three words) rewritten
         as the previous question with X in place of the previous question's
-        content word most similar to X (by the KB's embedder); None when the
+        content word most similar to X (by the KB's embedder; when X names a
+        product or category, among the words that do too); None when the
         question is not of that form."""
         m = _ELLIPSIS.match(question)
         if not m or len(m.group(1).split()) > 3:
@@ -291,6 +293,10 @@ class SupportAgent:
         cands = [w for w in cands if w.lower() not in _STOP_WORDS]
         if not cands:
             return None
+        exp = self.kb.expander
+        if exp is not None and exp.mentions(x):             # "boots" replaces a product word ("smartwatch"),
+            same_kind = [w for w in cands if exp.mentions(w)]   # not "warranty"
+            cands = same_kind or cands
         vecs = self.kb.embed(cands + [x])
         w = cands[int(np.argmax(vecs[:-1] @ vecs[-1]))]
         return re.sub(r"\b" + re.escape(w) + r"\b", x, previous, count=1)
