@@ -159,6 +159,13 @@ void ecm_tiled_dequantize_row(float *dst, const void *tiles, int qtype, int K, i
 /* ecm_matmul_quant_ex on tiled weights. */
 ecm_status ecm_matmul_tiled(float *out, int ldo, const float *x, int ldx, const void *tiles, int qtype,
                             const float *bias, int N, int K, int M, int accumulate);
+/* One thread's share of it, for a team inside a parallel region (no OpenMP
+ * here): output columns of tiles [t0, t1) (rows 8 t0 .. 8 t1 of w), from M
+ * activation rows already quantised by ecm_quantize_row_q8_a (act: M rows
+ * of K / 32 blocks). Sizes are the caller's to check. Every output is
+ * computed exactly as ecm_matmul_tiled computes it. */
+void ecm_matmul_tiled_part(float *out, int ldo, const ecm_block_q8_a *act, const void *tiles, int qtype,
+                           const float *bias, int N, int K, int M, int accumulate, int t0, int t1);
 
 #ifdef __cplusplus
 }
