@@ -68,21 +68,16 @@ void *ecm_scratch(int slot, size_t bytes);
  * phase's work (ecm_team_split) and meet at ecm_team_sync between phases
  * (team.c says why this is not libgomp's barrier). */
 
-#define ECM_TEAM_MAX 256
-
 typedef struct {
-    _Alignas(64) atomic_int arrived;
-    _Alignas(64) atomic_int phase;
-    atomic_int sleepers;
-    int n;
-    struct {
-        _Alignas(64) int64_t v;
-    } spin_ns[ECM_TEAM_MAX]; /* each thread's spin budget, on its own cache line */
+    _Alignas(64) atomic_int arrived; /* threads at the current barrier */
+    _Alignas(64) atomic_int phase;   /* barriers passed; waiters watch it */
+    atomic_int sleepers;             /* waiters asleep on phase */
+    int n;                           /* threads in the team */
 } ecm_team;
 
 void ecm_team_init(ecm_team *t, int n);
-/* Thread ith (0 .. n-1) waits until all n threads of the team have arrived. */
-void ecm_team_sync(ecm_team *t, int ith);
+/* Wait until all n threads of the team have arrived. */
+void ecm_team_sync(ecm_team *t);
 /* [lo, hi): thread ith's contiguous share of n items, in order. */
 void ecm_team_split(int n, int ith, int nth, int *lo, int *hi);
 

@@ -79,7 +79,7 @@ static const ecm_block_q8_a *norm_rows(const team_step *st, int ith, int nth, co
         ecm_rmsnorm_forward(tmp, src + (size_t)(rows ? rows[i] : i) * C, w, 1, C, c->norm_eps);
         ecm_quantize_row_q8_a(an + (size_t)i * nb, tmp, C);
     }
-    if (!priv) ecm_team_sync(st->team, ith);
+    if (!priv) ecm_team_sync(st->team);
     return an;
 }
 
@@ -110,7 +110,7 @@ static void team_layer(const team_step *st, int l, int ith, int nth) {
             else if (u >= NH) memcpy(kc->k + at + (size_t)(u - NH) * HD, v, (size_t)HD * sizeof(float));
         }
     }
-    ecm_team_sync(st->team, ith);
+    ecm_team_sync(st->team);
 
     /* attention: (row, head) tasks; each quantises its own output head */
     const float scale = 1.0f / sqrtf((float)HD);
@@ -125,12 +125,12 @@ static void team_layer(const team_step *st, int l, int ith, int nth) {
                           kc->v + lay + (size_t)kvh * HD, KVD, b->pos[r] + 1, HD, scale, scores);
         ecm_quantize_row_q8_a(st->aatt + (size_t)r * (QD / ECM_QK) + (size_t)h * (HD / ECM_QK), o, HD);
     }
-    ecm_team_sync(st->team, ith);
+    ecm_team_sync(st->team);
 
     /* proj: x += att @ Wo^T */
     ecm_team_split((C + 7) / 8, ith, nth, &lo, &hi);
     ecm_matmul_tiled_part(st->x, C, st->aatt, ly->proj.q, ly->proj.qtype, ly->proj.b, C, QD, R, 1, lo, hi);
-    ecm_team_sync(st->team, ith);
+    ecm_team_sync(st->team);
 
     /* gate-up: the same 32 columns of gate and of up, then silu(gate) * up */
     an = norm_rows(st, ith, nth, st->x, NULL, R, ly->ffn_norm_w);
@@ -148,12 +148,12 @@ static void team_layer(const team_step *st, int l, int ith, int nth) {
             ecm_quantize_row_q8_a(st->ah + (size_t)r * (F / ECM_QK) + lo, hr + j0, n);
         }
     }
-    ecm_team_sync(st->team, ith);
+    ecm_team_sync(st->team);
 
     /* down: x += h @ Wd^T */
     ecm_team_split((C + 7) / 8, ith, nth, &lo, &hi);
     ecm_matmul_tiled_part(st->x, C, st->ah, ly->down.q, ly->down.qtype, ly->down.b, C, F, R, 1, lo, hi);
-    ecm_team_sync(st->team, ith);
+    ecm_team_sync(st->team);
 }
 
 static void team_run(const team_step *st, int ith, int nth) {
@@ -175,7 +175,6 @@ static ecm_status llama_forward_team(ecm_model *m, const ecm_batch *b, const int
 #else
     int nt = 1;
 #endif
-    if (nt > ECM_TEAM_MAX) nt = ECM_TEAM_MAX;
     int S_max = 1;
     for (int r = 0; r < R; r++) S_max = b->pos[r] + 1 > S_max ? b->pos[r] + 1 : S_max;
     /* one scratch slab: floats, then blocks, then ints (each part 64-byte aligned) */
