@@ -31,53 +31,77 @@
 
 #define NORM_PRIVATE_ROWS 2 /* up to this many rows, each thread normalises every row itself */
 
+/* A linear layer the team can split: tiled, or quantised activations
+ * (K-quants). Output ranges split at multiples of 8 rows (a tile). */
+static int team_linear(const ecm_linear *lin) { return lin->qtype != 0 && ecm_act_block(lin->qtype) > 0; }
+
 static int team_fits(const ecm_model *m, const ecm_batch *b) {
     const ecm_config *c = &m->cfg;
     const int HD = c->head_dim;
-    if (HD % ECM_QK || c->d_model % ECM_QK || c->d_ff % ECM_QK || HD > 1024) return 0;
+    if (HD % 8 || HD > 1024) return 0;
     for (int s = 0; s < b->n_seq; s++)
         if (b->seq_start[s + 1] - b->seq_start[s] > ECM_ATTENTION_DIRECT_ROWS) return 0;
     for (int l = 0; l < c->n_layer; l++) {
         const ecm_layer *ly = &m->layers[l];
-        if (!ecm_tiled_type(ly->qkv.qtype) || !ecm_tiled_type(ly->proj.qtype) || !ecm_tiled_type(ly->up.qtype) ||
-            !ecm_tiled_type(ly->down.qtype))
+        if (!team_linear(&ly->qkv) || !team_linear(&ly->proj) || !team_linear(&ly->up) || !team_linear(&ly->down))
             return 0;
+        if (HD % ecm_act_block(ly->proj.qtype) || ecm_act_block(ly->down.qtype) % 8) return 0;
     }
-    return ecm_tiled_type(m->lm_head.qtype);
+    return team_linear(&m->lm_head);
 }
 
 typedef struct {
     const ecm_model *m;
     const ecm_batch *b;
     ecm_team *team;
-    int R, rows_out, nt;       /* rows_out: logits rows */
+    int R, rows_out;           /* rows_out: logits rows */
     const int *row_seq;        /* (R) sequence of each row */
     const int *out_row;        /* (rows_out) the row whose logits each output row holds */
     const float *rope_cs, *rope_sn; /* (R, HD/2) */
     float *x, *qkv, *att, *gu, *h; /* (R, C) (R, QKV) (R, QD) (R, 2F) (R, F) */
     float *xn;                 /* (nt, C) a normalised row before quantisation */
-    ecm_block_q8_a *an;        /* (R, C/32) normalised x, shared */
-    ecm_block_q8_a *an_priv;   /* (nt, NORM_PRIVATE_ROWS, C/32) the same, each thread's own */
-    ecm_block_q8_a *aatt, *ah; /* (R, QD/32) (R, F/32) */
+    uint8_t *an;               /* (R, an_row) normalised x quantised for its next linear, shared */
+    uint8_t *an_priv;          /* (nt, NORM_PRIVATE_ROWS, an_row) the same, each thread's own */
+    uint8_t *aatt, *ah;        /* (R, QD) quantised for proj, (R, F) for down */
+    size_t an_row;             /* bytes of a row of an: the widest of qkv, up, lm_head */
     float *scores;             /* (nt, S_max) */
     int S_max;
     float *logits;
 } team_step;
 
-/* RMSNorm of rows of src (rows[i], or i when rows is NULL) into the
- * quantised activations that thread ith reads next: its private copy of
+/* Output columns [n0, n1) of lin from M quantised activation rows. */
+static void linear_part(float *out, int ldo, const void *act, const ecm_linear *lin, int M, int accumulate, int n0,
+                        int n1) {
+    if (n0 >= n1) return;
+    if (ecm_tiled_type(lin->qtype))
+        ecm_matmul_tiled_part(out, ldo, act, lin->q, lin->qtype, lin->b, lin->N, lin->K, M, accumulate, n0 / 8,
+                              (n1 + 7) / 8);
+    else
+        ecm_matmul_quant_part(out, ldo, act, lin->q, lin->qtype, lin->b, lin->N, lin->K, M, accumulate, n0, n1);
+}
+
+/* Thread ith's share of lin's N outputs, whole tiles of 8. */
+static void split_rows(int N, int ith, int nth, int *n0, int *n1) {
+    ecm_team_split((N + 7) / 8, ith, nth, n0, n1);
+    *n0 *= 8;
+    *n1 = *n1 * 8 < N ? *n1 * 8 : N;
+}
+
+/* RMSNorm of rows of src (rows[i], or i when rows is NULL), quantised for
+ * lin, into the activations that thread ith reads next: its private copy of
  * every row, or its share of the shared buffer followed by a barrier. */
-static const ecm_block_q8_a *norm_rows(const team_step *st, int ith, int nth, const float *src, const int *rows,
-                                       int n_rows, const float *w) {
+static const uint8_t *norm_rows(const team_step *st, int ith, int nth, const float *src, const int *rows, int n_rows,
+                                const float *w, const ecm_linear *lin) {
     const ecm_config *c = &st->m->cfg;
-    const int C = c->d_model, nb = C / ECM_QK, priv = n_rows <= NORM_PRIVATE_ROWS;
-    ecm_block_q8_a *an = priv ? st->an_priv + (size_t)ith * NORM_PRIVATE_ROWS * nb : st->an;
+    const int C = c->d_model, priv = n_rows <= NORM_PRIVATE_ROWS;
+    uint8_t *an = priv ? st->an_priv + (size_t)ith * NORM_PRIVATE_ROWS * st->an_row : st->an;
+    const size_t arow = ecm_act_row_bytes(lin->qtype, C);
     float *tmp = st->xn + (size_t)ith * C;
     int r0 = 0, r1 = n_rows;
     if (!priv) ecm_team_split(n_rows, ith, nth, &r0, &r1);
     for (int i = r0; i < r1; i++) {
         ecm_rmsnorm_forward(tmp, src + (size_t)(rows ? rows[i] : i) * C, w, 1, C, c->norm_eps);
-        ecm_quantize_row_q8_a(an + (size_t)i * nb, tmp, C);
+        ecm_quantize_act(an + (size_t)i * arow, tmp, lin->qtype, C);
     }
     if (!priv) ecm_team_sync(st->team);
     return an;
@@ -93,11 +117,9 @@ static void team_layer(const team_step *st, int l, int ith, int nth) {
     int lo, hi;
 
     /* qkv: whole heads per thread, so each rotates and stores what it computed */
-    const ecm_block_q8_a *an = norm_rows(st, ith, nth, st->x, NULL, R, ly->attn_norm_w);
+    const uint8_t *an = norm_rows(st, ith, nth, st->x, NULL, R, ly->attn_norm_w, &ly->qkv);
     ecm_team_split(NH + 2 * NKV, ith, nth, &lo, &hi);
-    if (lo < hi)
-        ecm_matmul_tiled_part(st->qkv, QKV, an, ly->qkv.q, ly->qkv.qtype, ly->qkv.b, QKV, C, R, 0, lo * HD / 8,
-                              hi * HD / 8);
+    linear_part(st->qkv, QKV, an, &ly->qkv, R, 0, lo * HD, hi * HD);
     for (int r = 0; r < R; r++) {
         ecm_kvcache *kc = b->caches[st->row_seq[r]];
         const size_t at = ((size_t)l * kc->max_T + (size_t)b->pos[r]) * KVD;
@@ -114,6 +136,7 @@ static void team_layer(const team_step *st, int l, int ith, int nth) {
 
     /* attention: (row, head) tasks; each quantises its own output head */
     const float scale = 1.0f / sqrtf((float)HD);
+    const size_t prow = ecm_act_row_bytes(ly->proj.qtype, QD), phead = ecm_act_row_bytes(ly->proj.qtype, HD);
     float *scores = st->scores + (size_t)ith * st->S_max;
     ecm_team_split(R * NH, ith, nth, &lo, &hi);
     for (int task = lo; task < hi; task++) {
@@ -123,67 +146,76 @@ static void team_layer(const team_step *st, int l, int ith, int nth) {
         float *o = st->att + (size_t)r * QD + (size_t)h * HD;
         ecm_attention_row(o, st->qkv + (size_t)r * QKV + (size_t)h * HD, kc->k + lay + (size_t)kvh * HD, KVD,
                           kc->v + lay + (size_t)kvh * HD, KVD, b->pos[r] + 1, HD, scale, scores);
-        ecm_quantize_row_q8_a(st->aatt + (size_t)r * (QD / ECM_QK) + (size_t)h * (HD / ECM_QK), o, HD);
+        ecm_quantize_act(st->aatt + (size_t)r * prow + (size_t)h * phead, o, ly->proj.qtype, HD);
     }
     ecm_team_sync(st->team);
 
     /* proj: x += att @ Wo^T */
-    ecm_team_split((C + 7) / 8, ith, nth, &lo, &hi);
-    ecm_matmul_tiled_part(st->x, C, st->aatt, ly->proj.q, ly->proj.qtype, ly->proj.b, C, QD, R, 1, lo, hi);
+    split_rows(C, ith, nth, &lo, &hi);
+    linear_part(st->x, C, st->aatt, &ly->proj, R, 1, lo, hi);
     ecm_team_sync(st->team);
 
-    /* gate-up: the same 32 columns of gate and of up, then silu(gate) * up */
-    an = norm_rows(st, ith, nth, st->x, NULL, R, ly->ffn_norm_w);
-    ecm_team_split(F / ECM_QK, ith, nth, &lo, &hi);
+    /* gate-up: the same columns of gate and of up, whole activation blocks
+     * of down, then silu(gate) * up quantised for down */
+    an = norm_rows(st, ith, nth, st->x, NULL, R, ly->ffn_norm_w, &ly->up);
+    const int ab = ecm_act_block(ly->down.qtype);
+    const size_t hrow = ecm_act_row_bytes(ly->down.qtype, F), hblk = ecm_act_row_bytes(ly->down.qtype, ab);
+    ecm_team_split(F / ab, ith, nth, &lo, &hi);
     if (lo < hi) {
-        const int t0 = lo * ECM_QK / 8, t1 = hi * ECM_QK / 8;
-        ecm_matmul_tiled_part(st->gu, 2 * F, an, ly->up.q, ly->up.qtype, ly->up.b, 2 * F, C, R, 0, t0, t1);
-        ecm_matmul_tiled_part(st->gu, 2 * F, an, ly->up.q, ly->up.qtype, ly->up.b, 2 * F, C, R, 0, F / 8 + t0,
-                              F / 8 + t1);
-        const int j0 = lo * ECM_QK, n = (hi - lo) * ECM_QK;
+        const int j0 = lo * ab, j1 = hi * ab;
+        linear_part(st->gu, 2 * F, an, &ly->up, R, 0, j0, j1);
+        linear_part(st->gu, 2 * F, an, &ly->up, R, 0, F + j0, F + j1);
         for (int r = 0; r < R; r++) {
             const float *g = st->gu + (size_t)r * 2 * F;
             float *hr = st->h + (size_t)r * F;
-            ecm_swiglu_row(hr + j0, g + j0, g + F + j0, n);
-            ecm_quantize_row_q8_a(st->ah + (size_t)r * (F / ECM_QK) + lo, hr + j0, n);
+            ecm_swiglu_row(hr + j0, g + j0, g + F + j0, j1 - j0);
+            ecm_quantize_act(st->ah + (size_t)r * hrow + (size_t)lo * hblk, hr + j0, ly->down.qtype, j1 - j0);
         }
     }
     ecm_team_sync(st->team);
 
     /* down: x += h @ Wd^T */
-    ecm_team_split((C + 7) / 8, ith, nth, &lo, &hi);
-    ecm_matmul_tiled_part(st->x, C, st->ah, ly->down.q, ly->down.qtype, ly->down.b, C, F, R, 1, lo, hi);
+    split_rows(C, ith, nth, &lo, &hi);
+    linear_part(st->x, C, st->ah, &ly->down, R, 1, lo, hi);
     ecm_team_sync(st->team);
 }
 
 static void team_run(const team_step *st, int ith, int nth) {
     const ecm_model *m = st->m;
     for (int l = 0; l < m->cfg.n_layer; l++) team_layer(st, l, ith, nth);
-    const ecm_block_q8_a *an = norm_rows(st, ith, nth, st->x, st->out_row, st->rows_out, m->norm_w);
+    const uint8_t *an = norm_rows(st, ith, nth, st->x, st->out_row, st->rows_out, m->norm_w, &m->lm_head);
     int lo, hi;
-    ecm_team_split((m->cfg.vocab + 7) / 8, ith, nth, &lo, &hi);
-    ecm_matmul_tiled_part(st->logits, m->cfg.vocab, an, m->lm_head.q, m->lm_head.qtype, NULL, m->cfg.vocab,
-                          m->cfg.d_model, st->rows_out, 0, lo, hi);
+    split_rows(m->cfg.vocab, ith, nth, &lo, &hi);
+    linear_part(st->logits, m->cfg.vocab, an, &m->lm_head, st->rows_out, 0, lo, hi);
 }
+
+static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
 
 static ecm_status llama_forward_team(ecm_model *m, const ecm_batch *b, const int32_t *ids, float *logits, int all) {
     const ecm_config *c = &m->cfg;
     const int C = c->d_model, NH = c->n_head, NKV = c->n_kv_head, HD = c->head_dim, F = c->d_ff, R = b->R;
     const int QD = NH * HD, QKV = QD + 2 * NKV * HD, rows_out = all ? R : b->n_seq;
 #ifdef _OPENMP
-    int nt = omp_get_max_threads();
+    const int nt = omp_get_max_threads();
 #else
-    int nt = 1;
+    const int nt = 1;
 #endif
     int S_max = 1;
     for (int r = 0; r < R; r++) S_max = b->pos[r] + 1 > S_max ? b->pos[r] + 1 : S_max;
-    /* one scratch slab: floats, then blocks, then ints (each part 64-byte aligned) */
+    size_t an_row = ecm_act_row_bytes(m->lm_head.qtype, C), att_row = 0, h_row = 0;
+    for (int l = 0; l < c->n_layer; l++) {
+        const ecm_layer *ly = &m->layers[l];
+        an_row = max_size(an_row, max_size(ecm_act_row_bytes(ly->qkv.qtype, C), ecm_act_row_bytes(ly->up.qtype, C)));
+        att_row = max_size(att_row, ecm_act_row_bytes(ly->proj.qtype, QD));
+        h_row = max_size(h_row, ecm_act_row_bytes(ly->down.qtype, F));
+    }
+    /* one scratch slab: floats, then quantised activations, then ints (each part 64-byte aligned) */
     const size_t nf = (size_t)R * (C + QKV + QD + 3 * F + HD) + (size_t)nt * (C + S_max);
-    const size_t nq = (size_t)(R + nt * NORM_PRIVATE_ROWS) * (C / ECM_QK) + (size_t)R * ((QD + F) / ECM_QK);
-    const size_t fb = (nf * sizeof(float) + 63) & ~(size_t)63, qb = (nq * sizeof(ecm_block_q8_a) + 63) & ~(size_t)63;
+    const size_t nq = (size_t)(R + nt * NORM_PRIVATE_ROWS) * an_row + (size_t)R * (att_row + h_row);
+    const size_t fb = (nf * sizeof(float) + 63) & ~(size_t)63, qb = (nq + 63) & ~(size_t)63;
     uint8_t *slab = ecm_scratch(ECM_SCRATCH_ACT, fb + qb + (size_t)(R + rows_out) * sizeof(int));
     if (!slab) return ECM_ERR_NOMEM;
-    team_step st = {m, b, NULL, R, rows_out, nt};
+    team_step st = {m, b, NULL, R, rows_out};
     float *f = (float *)slab;
     st.x = f, f += (size_t)R * C;
     st.qkv = f, f += (size_t)R * QKV;
@@ -195,10 +227,11 @@ static ecm_status llama_forward_team(ecm_model *m, const ecm_batch *b, const int
     st.rope_cs = cs, st.rope_sn = sn;
     st.xn = f, f += (size_t)nt * C;
     st.scores = f, st.S_max = S_max;
-    ecm_block_q8_a *q = (ecm_block_q8_a *)(slab + fb);
-    st.an = q, q += (size_t)R * (C / ECM_QK);
-    st.an_priv = q, q += (size_t)nt * NORM_PRIVATE_ROWS * (C / ECM_QK);
-    st.aatt = q, q += (size_t)R * (QD / ECM_QK);
+    uint8_t *q = slab + fb;
+    st.an_row = an_row;
+    st.an = q, q += (size_t)R * an_row;
+    st.an_priv = q, q += (size_t)nt * NORM_PRIVATE_ROWS * an_row;
+    st.aatt = q, q += (size_t)R * att_row;
     st.ah = q;
     int *row_seq = (int *)(slab + fb + qb), *out_row = row_seq + R;
     for (int s = 0; s < b->n_seq; s++)
