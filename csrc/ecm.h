@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdatomic.h>
+#include <time.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -68,16 +69,25 @@ void *ecm_scratch(int slot, size_t bytes);
  * phase's work (ecm_team_split) and meet at ecm_team_sync between phases
  * (team.c says why this is not libgomp's barrier). */
 
+#define ECM_TEAM_TRACK 64 /* threads whose progress a waiting thread can see */
+
 typedef struct {
     _Alignas(64) atomic_int arrived; /* threads at the current barrier */
     _Alignas(64) atomic_int phase;   /* barriers passed; waiters watch it */
     atomic_int sleepers;             /* waiters asleep on phase */
     int n;                           /* threads in the team */
+    struct {
+        _Alignas(64) atomic_int at;  /* barriers this thread has reached */
+        atomic_int clock_set;
+        clockid_t clock;             /* its CPU-time clock */
+    } member[ECM_TEAM_TRACK];
 } ecm_team;
 
+/* One thread calls init; then every thread calls enter before its first sync. */
 void ecm_team_init(ecm_team *t, int n);
-/* Wait until all n threads of the team have arrived. */
-void ecm_team_sync(ecm_team *t);
+void ecm_team_enter(ecm_team *t, int ith);
+/* Thread ith waits until all n threads of the team have arrived. */
+void ecm_team_sync(ecm_team *t, int ith);
 /* [lo, hi): thread ith's contiguous share of n items, in order. */
 void ecm_team_split(int n, int ith, int nth, int *lo, int *hi);
 

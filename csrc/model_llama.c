@@ -103,7 +103,7 @@ static const uint8_t *norm_rows(const team_step *st, int ith, int nth, const flo
         ecm_rmsnorm_forward(tmp, src + (size_t)(rows ? rows[i] : i) * C, w, 1, C, c->norm_eps);
         ecm_quantize_act(an + (size_t)i * arow, tmp, lin->qtype, C);
     }
-    if (!priv) ecm_team_sync(st->team);
+    if (!priv) ecm_team_sync(st->team, ith);
     return an;
 }
 
@@ -132,7 +132,7 @@ static void team_layer(const team_step *st, int l, int ith, int nth) {
             else if (u >= NH) memcpy(kc->k + at + (size_t)(u - NH) * HD, v, (size_t)HD * sizeof(float));
         }
     }
-    ecm_team_sync(st->team);
+    ecm_team_sync(st->team, ith);
 
     /* attention: (row, head) tasks; each quantises its own output head */
     const float scale = 1.0f / sqrtf((float)HD);
@@ -148,12 +148,12 @@ static void team_layer(const team_step *st, int l, int ith, int nth) {
                           kc->v + lay + (size_t)kvh * HD, KVD, b->pos[r] + 1, HD, scale, scores);
         ecm_quantize_act(st->aatt + (size_t)r * prow + (size_t)h * phead, o, ly->proj.qtype, HD);
     }
-    ecm_team_sync(st->team);
+    ecm_team_sync(st->team, ith);
 
     /* proj: x += att @ Wo^T */
     split_rows(C, ith, nth, &lo, &hi);
     linear_part(st->x, C, st->aatt, &ly->proj, R, 1, lo, hi);
-    ecm_team_sync(st->team);
+    ecm_team_sync(st->team, ith);
 
     /* gate-up: the same columns of gate and of up, whole activation blocks
      * of down, then silu(gate) * up quantised for down */
@@ -172,12 +172,12 @@ static void team_layer(const team_step *st, int l, int ith, int nth) {
             ecm_quantize_act(st->ah + (size_t)r * hrow + (size_t)lo * hblk, hr + j0, ly->down.qtype, j1 - j0);
         }
     }
-    ecm_team_sync(st->team);
+    ecm_team_sync(st->team, ith);
 
     /* down: x += h @ Wd^T */
     split_rows(C, ith, nth, &lo, &hi);
     linear_part(st->x, C, st->ah, &ly->down, R, 1, lo, hi);
-    ecm_team_sync(st->team);
+    ecm_team_sync(st->team, ith);
 }
 
 static void team_run(const team_step *st, int ith, int nth) {
@@ -253,6 +253,7 @@ static ecm_status llama_forward_team(ecm_model *m, const ecm_batch *b, const int
 #endif
 #pragma omp single
         ecm_team_init(&team, nth);
+        ecm_team_enter(&team, ith);
         team_run(&st, ith, nth);
     }
     return ECM_OK;

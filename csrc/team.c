@@ -7,17 +7,30 @@
  * (GOMP_SPINCOUNT, see ecomlm/__init__.py) so that idle threads sleep: the
  * workers are asleep at almost every fork, and waking one costs tens of
  * microseconds on a virtual machine. Inside one region the phases only need
- * a barrier, and this one spins while waits are short: the team is running
- * and the last thread is nearly done. When waits are long (a thread of the
- * team was descheduled because the cores are shared), spinning would burn
- * the core the missing thread needs, so the barrier sleeps on a futex
- * instead. Each thread adapts its own spin budget to the waits it sees
- * (below), and keeps it from one decode step to the next.
+ * a barrier, and this one spins while the machine is otherwise idle and
+ * sleeps on a futex at once when the cores are shared.
+ *
+ * Why not a fixed spin (measured on the 2-core VMs these run on): on an idle
+ * machine a sleeping thread's virtual CPU halts and waking it takes 60-250
+ * us, longer than the phases themselves, so a team that sleeps at its
+ * barriers decodes at half speed. When other processes keep the cores busy,
+ * the opposite: the late thread is often queued behind one of them, a
+ * spinning thread holds a core it could run on, and the CPU time spent
+ * spinning counts against the team when the scheduler shares the cores out
+ * (200 us spins made waits ~300 us and decoding 3x slower than sleeping at
+ * once; even spins that do end in an arrival cost more than they save).
+ * So each thread keeps a spin budget, grown while the evidence says the
+ * team runs alone and halved when it says otherwise. The evidence: whether
+ * the late thread's CPU clock advances while we wait for it (running) or not
+ * (queued behind another process). With a small budget the thread still
+ * looks for a few microseconds at every eighth barrier, so that the budget
+ * grows back when the other processes stop.
  */
 #define _GNU_SOURCE
 #include "ecm.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <sched.h>
 #include <time.h>
 #ifdef __linux__
@@ -26,16 +39,13 @@
 #include <unistd.h>
 #endif
 
-/* Spin budget of a thread at a barrier: up to SPIN_MAX_NS, a little more after
- * each wait that ended while spinning, half as much after each that did not.
- * Measured on the 2-core VM with the other core busy: any spin that outlasts
- * the missing thread's absence makes it longer (the spinner holds the core
- * the other thread is queued for), and waits there all exceed 8 us, so the
- * budget falls to nothing within a few barriers. On an idle machine waits end
- * within a few us and the budget stays full, which saves the futex wake (tens
- * of us when the sleeper's virtual CPU has halted). */
-#define SPIN_MAX_NS 50000
-#define SPIN_STEP_NS 5000
+#define SPIN_MAX_NS 200000 /* the largest budget: a running thread arrives well within it */
+#define SPIN_STEP_NS 10000 /* the budget's growth per wait that found the team running */
+#define PROBE_NS 4000      /* how often a spinning thread looks at the late one's clock */
+#define LOOK_NS 12000      /* the least spin at every eighth barrier */
+
+static _Thread_local int64_t spin_budget_ns = SPIN_MAX_NS;
+static _Thread_local unsigned n_waits;
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -68,19 +78,45 @@ static void futex_wake_all(atomic_int *addr) {
 #endif
 }
 
-static _Thread_local int64_t spin_budget_ns = SPIN_MAX_NS;
-
 void ecm_team_init(ecm_team *t, int n) {
     ECM_ASSERT(n >= 1);
     atomic_init(&t->arrived, 0);
     atomic_init(&t->phase, 0);
     atomic_init(&t->sleepers, 0);
     t->n = n;
+    for (int i = 0; i < ECM_TEAM_TRACK; i++) {
+        atomic_init(&t->member[i].at, 0);
+        atomic_init(&t->member[i].clock_set, 0);
+    }
 }
 
-void ecm_team_sync(ecm_team *t) {
+void ecm_team_enter(ecm_team *t, int ith) {
+    if (ith >= ECM_TEAM_TRACK) return;
+    if (pthread_getcpuclockid(pthread_self(), &t->member[ith].clock) == 0)
+        atomic_store_explicit(&t->member[ith].clock_set, 1, memory_order_release);
+}
+
+/* CPU time of thread i, or -1 when it cannot be read. */
+static int64_t cpu_ns(ecm_team *t, int i) {
+    struct timespec ts;
+    if (i >= ECM_TEAM_TRACK || !atomic_load_explicit(&t->member[i].clock_set, memory_order_acquire) ||
+        clock_gettime(t->member[i].clock, &ts) != 0)
+        return -1;
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* A thread of the team that has not reached barrier `ph` yet, or -1. */
+static int late_member(ecm_team *t, int ph) {
+    const int n = t->n < ECM_TEAM_TRACK ? t->n : ECM_TEAM_TRACK;
+    for (int i = 0; i < n; i++)
+        if (atomic_load_explicit(&t->member[i].at, memory_order_relaxed) <= ph) return i;
+    return -1;
+}
+
+void ecm_team_sync(ecm_team *t, int ith) {
     if (t->n == 1) return;
     const int ph = atomic_load_explicit(&t->phase, memory_order_acquire);
+    if (ith < ECM_TEAM_TRACK) atomic_store_explicit(&t->member[ith].at, ph + 1, memory_order_relaxed);
     if (atomic_fetch_add_explicit(&t->arrived, 1, memory_order_acq_rel) == t->n - 1) {
         /* the last to arrive: reset the count before releasing anyone, so a
          * released thread that hurries to the next barrier counts from zero */
@@ -90,7 +126,10 @@ void ecm_team_sync(ecm_team *t) {
         return;
     }
     int64_t *budget = &spin_budget_ns;
+    const int64_t limit = (++n_waits & 7) == 0 && *budget < LOOK_NS ? LOOK_NS : *budget;
     const int64_t t0 = now_ns();
+    int64_t probe_wall = t0, probe_cpu = -1;
+    int late = -1, ran = 0;
     for (;;) {
         for (int i = 0; i < 64; i++) {
             if (atomic_load_explicit(&t->phase, memory_order_acquire) != ph) {
@@ -99,12 +138,29 @@ void ecm_team_sync(ecm_team *t) {
             }
             cpu_relax();
         }
-        if (now_ns() - t0 > *budget) break;
+        const int64_t now = now_ns();
+        if (now - probe_wall >= PROBE_NS) {
+            /* the late thread runs if its CPU clock advanced at least half as fast as the wall clock */
+            const int who = late_member(t, ph);
+            const int64_t cpu = who >= 0 ? cpu_ns(t, who) : -1;
+            if (who >= 0 && who == late && probe_cpu >= 0 && cpu >= 0) {
+                if (2 * (cpu - probe_cpu) < now - probe_wall) {
+                    *budget /= 2; /* queued behind another process: give up this core */
+                    break;
+                }
+                ran = 1;
+            }
+            late = who, probe_cpu = cpu, probe_wall = now;
+        }
+        if (now - t0 > limit) {
+            if (ran) /* it ran all along, only later than the budget: no case against spinning */
+                *budget = *budget + SPIN_STEP_NS < SPIN_MAX_NS ? *budget + SPIN_STEP_NS : SPIN_MAX_NS;
+            break;
+        }
     }
     atomic_fetch_add(&t->sleepers, 1); /* seq_cst: ordered before the phase check */
     while (atomic_load(&t->phase) == ph) futex_wait(&t->phase, ph);
     atomic_fetch_sub_explicit(&t->sleepers, 1, memory_order_relaxed);
-    *budget /= 2;
 }
 
 void ecm_team_split(int n, int ith, int nth, int *lo, int *hi) {
