@@ -20,14 +20,16 @@
  *            writes its k, v heads into the caches
  *   attend   (row, head) tasks, each output head quantised where it lies
  *   proj     x += att @ Wo^T, output tiles split
- *   gate-up  each thread computes gate and up for the same 32 columns of h,
- *            then silu(gate) * up and its quantised blocks
+ *   gate-up  each thread computes gate and up for the same columns of h
+ *            (whole activation blocks of down: 32 or 256), then
+ *            silu(gate) * up, quantised for down
  *   down     x += h @ Wd^T, output tiles split
  * RMSNorm and its quantisation are done for all rows by every thread when
  * there are few rows (a private copy costs less than a barrier), split
  * otherwise. Every value is computed by the same kernels and expressions as
- * the per-kernel path above, so a sequence's logits do not depend on the
- * path, the batch or the thread count. */
+ * the per-kernel path (ecm_llama_forward's loop below, which prompts take),
+ * so a sequence's logits do not depend on the path, the batch or the thread
+ * count. */
 
 #define NORM_PRIVATE_ROWS 2 /* up to this many rows, each thread normalises every row itself */
 
