@@ -13,7 +13,7 @@ import os as _os
 
 # OpenMP threads that wait at a barrier spin for GOMP_SPINCOUNT iterations
 # (libgomp's default: 300000, about a millisecond) before they sleep. A prompt's
-# forward crosses ~150 of libgomp's barriers, and when the cores are shared
+# forward crosses hundreds of libgomp's barriers, and when the cores are shared
 # with other processes the thread being waited for is often descheduled: each
 # barrier then costs a whole scheduler slice, and two threads ran 50-100x
 # slower than one (measured on a 2-core machine at load 12). A short spin
