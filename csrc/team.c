@@ -92,8 +92,10 @@ void ecm_team_init(ecm_team *t, int n) {
 
 void ecm_team_enter(ecm_team *t, int ith) {
     if (ith >= ECM_TEAM_TRACK) return;
+#ifdef __linux__ /* elsewhere no clock: waits spin up to the budget, then yield */
     if (pthread_getcpuclockid(pthread_self(), &t->member[ith].clock) == 0)
         atomic_store_explicit(&t->member[ith].clock_set, 1, memory_order_release);
+#endif
 }
 
 /* CPU time of thread i, or -1 when it cannot be read. */
