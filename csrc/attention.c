@@ -49,34 +49,39 @@ void ecm_rope_inv_freq(float *inv_freq, int HD, const ecm_rope_config *rc) {
     }
 }
 
+void ecm_rope_table(float *cs, float *sn, int pos, const float *inv_freq, int HD) {
+    for (int i = 0; i < HD / 2; i++) {
+        float ang = (float)pos * inv_freq[i];
+        cs[i] = cosf(ang);
+        sn[i] = sinf(ang);
+    }
+}
+
+void ecm_rope_head(float *v, const float *cs, const float *sn, int HD, int interleaved) {
+    int half = HD / 2;
+    if (interleaved) { /* pairs (2i, 2i+1): GGUF's llama layout */
+        for (int i = 0; i < half; i++) {
+            float x1 = v[2 * i], x2 = v[2 * i + 1];
+            v[2 * i] = x1 * cs[i] - x2 * sn[i];
+            v[2 * i + 1] = x2 * cs[i] + x1 * sn[i];
+        }
+        return;
+    }
+    for (int i = 0; i < half; i++) { /* pairs (i, i + HD/2): rotate-half */
+        float x1 = v[i], x2 = v[i + half];
+        v[i] = x1 * cs[i] - x2 * sn[i];
+        v[i + half] = x2 * cs[i] + x1 * sn[i];
+    }
+}
+
 void ecm_rope_forward(float *x, int stride, const int32_t *pos, const float *inv_freq, int T, int n_heads,
                       int HD, int interleaved) {
-    int half = HD / 2;
     int par = (size_t)T * n_heads * HD >= 16384 && !ecm_in_parallel();
 #pragma omp parallel for schedule(static) if (par)
     for (int t = 0; t < T; t++) {
         float cs[512], sn[512]; /* HD <= 1024 is checked when a model loads */
-        for (int i = 0; i < half; i++) {
-            float ang = (float)pos[t] * inv_freq[i];
-            cs[i] = cosf(ang);
-            sn[i] = sinf(ang);
-        }
-        for (int h = 0; h < n_heads; h++) {
-            float *v = x + (size_t)t * stride + (size_t)h * HD;
-            if (interleaved) { /* pairs (2i, 2i+1): GGUF's llama layout */
-                for (int i = 0; i < half; i++) {
-                    float x1 = v[2 * i], x2 = v[2 * i + 1];
-                    v[2 * i] = x1 * cs[i] - x2 * sn[i];
-                    v[2 * i + 1] = x2 * cs[i] + x1 * sn[i];
-                }
-                continue;
-            }
-            for (int i = 0; i < half; i++) { /* pairs (i, i + HD/2): rotate-half */
-                float x1 = v[i], x2 = v[i + half];
-                v[i] = x1 * cs[i] - x2 * sn[i];
-                v[i + half] = x2 * cs[i] + x1 * sn[i];
-            }
-        }
+        ecm_rope_table(cs, sn, pos[t], inv_freq, HD);
+        for (int h = 0; h < n_heads; h++) ecm_rope_head(x + (size_t)t * stride + (size_t)h * HD, cs, sn, HD, interleaved);
     }
 }
 
@@ -170,6 +175,17 @@ static AVX2_ATTR void attend_row_avx2(float *out, const float *q, const float *k
     }
 }
 #endif
+
+void ecm_attention_row(float *out, const float *q, const float *k, int ldk, const float *v, int ldv, int n_keys,
+                       int HD, float scale, float *scores) {
+#ifdef ECM_X86
+    if (ecm_simd_level_get() >= ECM_SIMD_AVX2 && HD % 8 == 0 && HD <= 256) {
+        attend_row_avx2(out, q, k, ldk, v, ldv, NULL, n_keys, HD, scale, scores);
+        return;
+    }
+#endif
+    attend_row_ref(out, q, k, ldk, v, ldv, NULL, n_keys, HD, scale, scores);
+}
 
 /* Few query rows: (head, row) tasks reading the cache in place. */
 static ecm_status attention_direct(float *out, int ldo, const float *q, int ldq, const float *k, int ldk,

@@ -17,6 +17,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdatomic.h>
+#include <time.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -61,6 +63,33 @@ void ecm_free(void *p);
  * same slot again; NULL on failure (message set). */
 enum { ECM_SCRATCH_ACT = 0, ECM_SCRATCH_ATTN = 1, ECM_SCRATCH_LINEAR = 2, ECM_SCRATCH_SLOTS = 4 };
 void *ecm_scratch(int slot, size_t bytes);
+
+/* ------------------------------------------------------------------- team
+ * A decode step runs as one OpenMP parallel region whose threads split each
+ * phase's work (ecm_team_split) and meet at ecm_team_sync between phases
+ * (team.c says why this is not libgomp's barrier). */
+
+#define ECM_TEAM_TRACK 64 /* threads whose progress a waiting thread can see */
+
+typedef struct {
+    _Alignas(64) atomic_int arrived; /* threads at the current barrier */
+    _Alignas(64) atomic_int phase;   /* barriers passed; waiters watch it */
+    atomic_int sleepers;             /* waiters asleep on phase */
+    int n;                           /* threads in the team */
+    struct {
+        _Alignas(64) atomic_int at;  /* barriers this thread has reached */
+        atomic_int clock_set;
+        clockid_t clock;             /* its CPU-time clock */
+    } member[ECM_TEAM_TRACK];
+} ecm_team;
+
+/* One thread calls init; then every thread calls enter before its first sync. */
+void ecm_team_init(ecm_team *t, int n);
+void ecm_team_enter(ecm_team *t, int ith);
+/* Thread ith waits until all n threads of the team have arrived. */
+void ecm_team_sync(ecm_team *t, int ith);
+/* [lo, hi): thread ith's contiguous share of n items, in order. */
+void ecm_team_split(int n, int ith, int nth, int *lo, int *hi);
 
 /* ------------------------------------------------------------- cpu / simd */
 
@@ -222,6 +251,9 @@ void ecm_gelu_erf_forward(float *out, const float *inp, size_t n);   /* in-place
 void ecm_silu_forward(float *out, const float *inp, size_t n);       /* in-place ok */
 /* out[T, F] = silu(gate) * up, where gu[T, 2F] holds gate then up per row. */
 void ecm_swiglu_forward(float *out, const float *gu, int T, int F);
+/* o[n] = silu(g[n]) * u[n]: one row (or a slice starting at a multiple of 8)
+ * of ecm_swiglu_forward, computed as it computes it. No OpenMP. */
+void ecm_swiglu_row(float *o, const float *g, const float *u, int n);
 /* Row-wise softmax over the first n of each row, in place. */
 void ecm_softmax_forward(float *x, int rows, int n, int stride);
 void ecm_add_forward(float *out, const float *a, const float *b, size_t n); /* in-place ok */
@@ -259,6 +291,10 @@ void ecm_rope_inv_freq(float *inv_freq, int HD, const ecm_rope_config *rc);
  * GGUF llama weights (whose q/k rows the converter permuted to match). */
 void ecm_rope_forward(float *x, int stride, const int32_t *pos, const float *inv_freq,
                       int T, int n_heads, int HD, int interleaved);
+/* The pieces of ecm_rope_forward, for callers that rotate a head at a time:
+ * cs, sn[HD/2] for position pos, and one head v[HD] rotated by them. */
+void ecm_rope_table(float *cs, float *sn, int pos, const float *inv_freq, int HD);
+void ecm_rope_head(float *v, const float *cs, const float *sn, int HD, int interleaved);
 
 /* Up to this many query rows, attention reads the cache in place (a row
  * path); above, it packs keys and values for GEMMs. The two round
@@ -275,6 +311,13 @@ ecm_status ecm_attention_forward(float *out, int ldo, const float *q, int ldq,
                                  const float *k, int ldk, const float *v, int ldv,
                                  const uint8_t *key_mask, int T, int P, int NH, int NKV,
                                  int HD, float scale, int causal);
+
+/* One query row of one head against n_keys cached keys, as
+ * ecm_attention_forward computes each row of up to ECM_ATTENTION_DIRECT_ROWS
+ * (causal: n_keys = its position + 1): out[HD] = softmax(scale q.k_j) @ v_j,
+ * k, v rows of stride ldk, ldv; scores[n_keys] is workspace. No OpenMP. */
+void ecm_attention_row(float *out, const float *q, const float *k, int ldk, const float *v, int ldv, int n_keys,
+                       int HD, float scale, float *scores);
 
 #ifdef __cplusplus
 }

@@ -161,21 +161,21 @@ void ecm_silu_forward(float *out, const float *inp, size_t n) {
     });
 }
 
+void ecm_swiglu_row(float *o, const float *g, const float *u, int n) {
+#ifdef ECM_X86
+    if (use_avx2()) {
+        xsigmoid_avx2(o, g, (size_t)n, 1.0f, 0.0f);
+        for (int i = 0; i < n; i++) o[i] *= u[i];
+        return;
+    }
+#endif
+    for (int i = 0; i < n; i++) o[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
 void ecm_swiglu_forward(float *out, const float *gu, int T, int F) {
     int par = (size_t)T * F >= PAR_MIN_ELEMS && !ecm_in_parallel();
 #pragma omp parallel for schedule(static) if (par)
-    for (int t = 0; t < T; t++) {
-        const float *g = gu + (size_t)t * 2 * F, *u = g + F;
-        float *o = out + (size_t)t * F;
-#ifdef ECM_X86
-        if (use_avx2()) {
-            xsigmoid_avx2(o, g, (size_t)F, 1.0f, 0.0f);
-            for (int i = 0; i < F; i++) o[i] *= u[i];
-            continue;
-        }
-#endif
-        for (int i = 0; i < F; i++) o[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
-    }
+    for (int t = 0; t < T; t++) ecm_swiglu_row(out + (size_t)t * F, gu + (size_t)t * 2 * F, gu + (size_t)t * 2 * F + F, F);
 }
 
 void ecm_layernorm_forward(float *out, const float *inp, const float *weight, const float *bias, int T, int C,

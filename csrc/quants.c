@@ -1204,6 +1204,37 @@ ecm_status ecm_matmul_quant_ex(float *out, int ldo, const float *x, int ldx, con
     return ECM_OK;
 }
 
+size_t ecm_act_row_bytes(int qtype, int K) {
+    if (ecm_tiled_type(qtype)) return act_row_bytes(ECM_TYPE_Q8_1, K);
+    const ecm_type_traits *tr = ecm_type_traits_get(qtype);
+    return tr ? act_row_bytes(tr->act_type, K) : 0;
+}
+
+int ecm_act_block(int qtype) {
+    if (ecm_tiled_type(qtype)) return ECM_QK;
+    const ecm_type_traits *tr = ecm_type_traits_get(qtype);
+    if (!tr) return 0;
+    return tr->act_type == ECM_TYPE_Q8_1 ? ECM_QK : tr->act_type == ECM_TYPE_Q8_K ? ECM_QK_K : 0;
+}
+
+void ecm_quantize_act(void *dst, const float *x, int qtype, int n) {
+    quantize_act_row(dst, x, ecm_tiled_type(qtype) ? ECM_TYPE_Q8_1 : ecm_type_traits_get(qtype)->act_type, n);
+}
+
+void ecm_matmul_quant_part(float *out, int ldo, const void *act, const void *w, int qtype, const float *bias, int N,
+                           int K, int M, int accumulate, int n0, int n1) {
+    const ecm_type_traits *tr = ecm_type_traits_get(qtype);
+    const kernels kn = pick_kernels(qtype, tr);
+    const size_t wrow = ecm_quant_row_bytes(qtype, K), arow = act_row_bytes(tr->act_type, K);
+    (void)N;
+    for (int m = 0; m < M; m++)
+        for (int n = n0; n < n1; n++) {
+            float d;
+            kn.dot(K, &d, (const uint8_t *)w + (size_t)n * wrow, (const uint8_t *)act + (size_t)m * arow);
+            put_out(out + (size_t)m * ldo + n, d, bias, n, accumulate);
+        }
+}
+
 ecm_status ecm_matmul_quant(float *out, int ldo, const float *x, int ldx, const void *w, int qtype, int N, int K,
                             int M) {
     return ecm_matmul_quant_ex(out, ldo, x, ldx, w, qtype, NULL, N, K, M, 0);

@@ -146,6 +146,21 @@ ecm_status ecm_matmul_quant(float *out, int ldo, const float *x, int ldx, const 
 ecm_status ecm_matmul_quant_ex(float *out, int ldo, const float *x, int ldx, const void *w, int qtype,
                                const float *bias, int N, int K, int M, int accumulate);
 
+/* Activations quantised for a weight type, for callers that quantise once
+ * and multiply in parts: bytes of a row of K (0 when the type multiplies
+ * float activations), elements per activation block (32, 256; 0 likewise),
+ * and dst = the row x[n] (n a multiple of the block) quantised as
+ * ecm_matmul_quant_ex and ecm_matmul_tiled quantise it. */
+size_t ecm_act_row_bytes(int qtype, int K);
+int ecm_act_block(int qtype);
+void ecm_quantize_act(void *dst, const float *x, int qtype, int n);
+/* One thread's share of ecm_matmul_quant_ex on standard (untiled) blocks:
+ * output columns [n0, n1) from M rows of activations quantised by
+ * ecm_quantize_act (rows of ecm_act_row_bytes). Sizes are the caller's to
+ * check; no OpenMP here. */
+void ecm_matmul_quant_part(float *out, int ldo, const void *act, const void *w, int qtype, const float *bias, int N,
+                           int K, int M, int accumulate, int n0, int n1);
+
 /* Q4_0, Q4_1 and Q8_0 weights in tiles of 8 interleaved rows (quants_tiled.c
  * has the layout and the arithmetic; models store these types this way).
  * ecm_matmul_quant(_ex) on standard blocks tiles a copy first. */
@@ -159,6 +174,13 @@ void ecm_tiled_dequantize_row(float *dst, const void *tiles, int qtype, int K, i
 /* ecm_matmul_quant_ex on tiled weights. */
 ecm_status ecm_matmul_tiled(float *out, int ldo, const float *x, int ldx, const void *tiles, int qtype,
                             const float *bias, int N, int K, int M, int accumulate);
+/* One thread's share of it, for a team inside a parallel region (no OpenMP
+ * here): output columns of tiles [t0, t1) (rows 8 t0 .. 8 t1 of w), from M
+ * activation rows already quantised by ecm_quantize_row_q8_a (act: M rows
+ * of K / 32 blocks). Sizes are the caller's to check. Every output is
+ * computed exactly as ecm_matmul_tiled computes it. */
+void ecm_matmul_tiled_part(float *out, int ldo, const ecm_block_q8_a *act, const void *tiles, int qtype,
+                           const float *bias, int N, int K, int M, int accumulate, int t0, int t1);
 
 #ifdef __cplusplus
 }

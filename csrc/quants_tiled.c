@@ -266,6 +266,45 @@ static AVX2_ATTR void tile_avx2(const uint8_t *w, int qtype, int nb, const ecm_b
 
 /* ------------------------------------------------------------- matmul */
 
+/* Tiles [t0, t1) against activation rows [m0, m1) (act: rows of nb blocks). */
+static void tiles_rows(float *out, int ldo, const ecm_block_q8_a *act, const void *tiles, int qtype,
+                       const float *bias, int N, int nb, int accumulate, int t0, int t1, int m0, int m1) {
+#ifdef ECM_X86
+    const int simd = ecm_simd_level_get() >= ECM_SIMD_AVX2;
+#endif
+    const size_t tstride = (size_t)nb * tile_block_bytes(qtype);
+    for (int t = t0; t < t1; t++) {
+        const uint8_t *w = (const uint8_t *)tiles + (size_t)t * tstride;
+        const int rows = N - t * TR < TR ? N - t * TR : TR;
+        for (int m = m0; m < m1; m += NA) {
+            const int na = m1 - m < NA ? m1 - m : NA;
+            const ecm_block_q8_a *y[NA];
+            float res[NA][TR];
+            for (int a = 0; a < na; a++) y[a] = act + (size_t)(m + a) * nb;
+#ifdef ECM_X86
+            if (simd) tile_avx2(w, qtype, nb, y, na, res);
+            else
+#endif
+                for (int a = 0; a < na; a++) tile_ref(w, qtype, nb, y[a], res[a]);
+            for (int a = 0; a < na; a++)
+                for (int r = 0; r < rows; r++) {
+                    const int n = t * TR + r;
+                    float d = res[a][r];
+                    if (bias) d += bias[n];
+                    float *o = out + (size_t)(m + a) * ldo + n;
+                    *o = accumulate ? *o + d : d;
+                }
+        }
+    }
+}
+
+void ecm_matmul_tiled_part(float *out, int ldo, const ecm_block_q8_a *act, const void *tiles, int qtype,
+                           const float *bias, int N, int K, int M, int accumulate, int t0, int t1) {
+    const int nb = K / ECM_QK;
+    for (int m0 = 0; m0 < M; m0 += MC)
+        tiles_rows(out, ldo, act, tiles, qtype, bias, N, nb, accumulate, t0, t1, m0, m0 + MC < M ? m0 + MC : M);
+}
+
 ecm_status ecm_matmul_tiled(float *out, int ldo, const float *x, int ldx, const void *tiles, int qtype,
                             const float *bias, int N, int K, int M, int accumulate) {
     if (!ecm_tiled_type(qtype))
@@ -278,7 +317,7 @@ ecm_status ecm_matmul_tiled(float *out, int ldo, const float *x, int ldx, const 
     if (ldo < N || ldx < K)
         return ecm_fail(ECM_ERR_VALUE, "matmul_quant: row strides ldo=%d ldx=%d below N=%d, K=%d", ldo, ldx, N, K);
     const int nb = K / ECM_QK, T = (N + TR - 1) / TR;
-    const size_t arow = (size_t)nb * sizeof(ecm_block_q8_a), tstride = (size_t)nb * tile_block_bytes(qtype);
+    const size_t arow = (size_t)nb * sizeof(ecm_block_q8_a);
     size_t total;
     if (!ecm_mul_size(arow, (size_t)M, &total))
         return ecm_fail(ECM_ERR_NOMEM, "matmul_quant: activation buffer size overflows");
@@ -287,41 +326,13 @@ ecm_status ecm_matmul_tiled(float *out, int ldo, const float *x, int ldx, const 
     const int serial = ecm_in_parallel();
 #pragma omp parallel for schedule(static) if (M > 1 && !serial)
     for (int m = 0; m < M; m++) ecm_quantize_row_q8_a((ecm_block_q8_a *)(act + (size_t)m * arow), x + (size_t)m * ldx, K);
-#ifdef ECM_X86
-    const int simd = ecm_simd_level_get() >= ECM_SIMD_AVX2;
-#else
-    const int simd = 0;
-#endif
-    const uint8_t *wt = tiles;
 #pragma omp parallel if (!serial && T > 1)
     for (int m0 = 0; m0 < M; m0 += MC) {
         const int m1 = m0 + MC < M ? m0 + MC : M;
 #pragma omp for schedule(static) nowait
-        for (int t = 0; t < T; t++) {
-            const uint8_t *w = wt + (size_t)t * tstride;
-            const int rows = N - t * TR < TR ? N - t * TR : TR;
-            for (int m = m0; m < m1; m += NA) {
-                const int na = m1 - m < NA ? m1 - m : NA;
-                const ecm_block_q8_a *y[NA];
-                float res[NA][TR];
-                for (int a = 0; a < na; a++) y[a] = (const ecm_block_q8_a *)(act + (size_t)(m + a) * arow);
-#ifdef ECM_X86
-                if (simd) tile_avx2(w, qtype, nb, y, na, res);
-                else
-#endif
-                    for (int a = 0; a < na; a++) tile_ref(w, qtype, nb, y[a], res[a]);
-                for (int a = 0; a < na; a++)
-                    for (int r = 0; r < rows; r++) {
-                        const int n = t * TR + r;
-                        float d = res[a][r];
-                        if (bias) d += bias[n];
-                        float *o = out + (size_t)(m + a) * ldo + n;
-                        *o = accumulate ? *o + d : d;
-                    }
-            }
-        }
+        for (int t = 0; t < T; t++)
+            tiles_rows(out, ldo, (const ecm_block_q8_a *)act, tiles, qtype, bias, N, nb, accumulate, t, t + 1, m0, m1);
     }
-    (void)simd;
     ecm_free(act);
     return ECM_OK;
 }

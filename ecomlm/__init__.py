@@ -12,14 +12,17 @@
 import os as _os
 
 # OpenMP threads that wait at a barrier spin for GOMP_SPINCOUNT iterations
-# (libgomp's default: 300000, about a millisecond) before they sleep. A decode
-# step crosses ~150 barriers, and when the cores are shared with other
-# processes the thread being waited for is often descheduled: each barrier
-# then costs a whole scheduler slice, and two threads decode 50-100x slower
-# than one (measured on a 2-core machine at load 12). A short spin keeps the
-# fast path when the team runs together and yields the core when it does
-# not. libgomp reads this when it loads, so it is set before the engine is
-# imported, and only when the user has set neither variable.
+# (libgomp's default: 300000, about a millisecond) before they sleep. A prompt's
+# forward crosses hundreds of libgomp's barriers, and when the cores are shared
+# with other processes the thread being waited for is often descheduled: each
+# barrier then costs a whole scheduler slice, and two threads ran 50-100x
+# slower than one (measured on a 2-core machine at load 12). A short spin
+# keeps the fast path when the team runs together and yields the core when it
+# does not. (A decode step runs in one parallel region with barriers of its
+# own, csrc/team.c, which decide when to spin by themselves; for it this
+# setting made no measurable difference between 1000 and 100000.) libgomp
+# reads this when it loads, so it is set before the engine is imported, and
+# only when the user has set neither variable.
 if "GOMP_SPINCOUNT" not in _os.environ and "OMP_WAIT_POLICY" not in _os.environ:
     _os.environ["GOMP_SPINCOUNT"] = "1000"
 

@@ -36,7 +36,7 @@ def put(w, name, arr, qtype):
         w.add_tensor(name, core.quantize(arr, qtype), qtype, shape=arr.shape)
 
 
-def write_llama_gguf(hf, path, qtype=GGMLType.F32):
+def write_llama_gguf(hf, path, qtype=GGMLType.F32, down_qtype=None):
     c = hf.config
     sd = {k: v.float().numpy() for k, v in hf.state_dict().items()}
     w = GGUFWriter(path)
@@ -59,7 +59,7 @@ def write_llama_gguf(hf, path, qtype=GGMLType.F32):
         put(w, b + "ffn_norm.weight", sd[p + "post_attention_layernorm.weight"], qtype)
         put(w, b + "ffn_gate.weight", sd[p + "mlp.gate_proj.weight"], qtype)
         put(w, b + "ffn_up.weight", sd[p + "mlp.up_proj.weight"], qtype)
-        put(w, b + "ffn_down.weight", sd[p + "mlp.down_proj.weight"], qtype)
+        put(w, b + "ffn_down.weight", sd[p + "mlp.down_proj.weight"], down_qtype or qtype)
     put(w, "output_norm.weight", sd["model.norm.weight"], qtype)
     if not c.tie_word_embeddings:
         put(w, "output.weight", sd["lm_head.weight"], qtype)
@@ -207,3 +207,43 @@ def test_quantised_rows_do_not_depend_on_batch(qtype, rng):
     for i in range(9):
         assert np.array_equal(core.matmul_quant(x[i:i + 1], raw, qtype, 70, 512), full[i:i + 1])
     assert np.array_equal(core.matmul_quant(x[2:7], raw, qtype, 70, 512), full[2:7])
+
+
+@pytest.mark.parametrize("qtype,down", [(GGMLType.Q4_1, GGMLType.Q4_1), (GGMLType.Q8_0, GGMLType.Q8_0),
+                                        (GGMLType.Q4_0, GGMLType.Q4_K)])
+def test_decode_steps_equal_the_per_kernel_path(tmp_path, rng, qtype, down):
+    """Decode-shaped batches (at most 8 new tokens per sequence) run a whole
+    step in one parallel region, its work split between the threads; any
+    batch with a longer chunk runs kernel by kernel. A sequence's decode
+    logits must be bitwise the same either way, alone or batched, at any
+    thread count (3 threads split 1001 vocabulary rows, 8 heads and the
+    gate-up blocks unevenly)."""
+    hf = tiny_llama(hidden_size=256, num_attention_heads=8, num_key_value_heads=2, intermediate_size=512,
+                    initializer_range=0.05)
+    m = ecomlm.load(write_llama_gguf(hf, str(tmp_path / "q.gguf"), qtype, down))
+    assert m.weight_types["layers.0.down.weight"] == down
+    ids = [int(i) for i in rng.integers(0, 1001, size=80)]
+
+    def prefilled(n):
+        c = m.new_cache(128)
+        m.forward(ids[:n], c)
+        return c
+
+    alone = {}
+    for t in (1, 2, 3):
+        m.n_threads = t
+        c = prefilled(12)
+        alone[t] = np.concatenate([m.forward([tok], c) for tok in ids[12:18]])
+    m.n_threads = None
+    assert np.array_equal(alone[1], alone[2]) and np.array_equal(alone[1], alone[3])
+    # in company: a 9-token chunk sends the batch down the per-kernel path,
+    # two other decoding sequences keep it on the one-region path
+    a, chunk = prefilled(12), prefilled(5)
+    others = [prefilled(3), prefilled(30)]
+    for i, tok in enumerate(ids[12:18]):
+        got = m._core.forward_batch([[tok], ids[40 + i:49 + i]], [a, chunk], False)[0]
+        assert np.array_equal(got, alone[1][i])
+    a = prefilled(12)
+    for i, tok in enumerate(ids[12:18]):
+        got = m._core.forward_batch([[ids[50 + i]], [tok], ids[60 + i:62 + i]], [others[0], a, others[1]], False)[1]
+        assert np.array_equal(got, alone[1][i])
