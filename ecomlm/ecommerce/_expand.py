@@ -29,7 +29,7 @@ import os
 import re
 from typing import Iterable, Optional
 
-from ..errors import BadRequestError
+from ..errors import BadRequestError, NotFoundError
 from . import knowledge as _kb                 # _kb.tokenize(); knowledge.py imports this module
 
 __all__ = ["QueryExpander", "default_lexicon", "LEXICON_PATH"]
@@ -87,13 +87,12 @@ class QueryExpander:
     itself), `added(query)` the list of added terms."""
 
     def __init__(self, kb_texts: Iterable[str], lexicon: Optional[dict] = None, catalog=None,
-                 max_terms: int = 2, category_terms: bool = True):
+                 max_terms: int = 2):
         lexicon = default_lexicon() if lexicon is None else lexicon
         _check_lexicon(lexicon)
         kb_texts = list(kb_texts)
         corpus = " " + " ".join(_norm(t) for t in kb_texts) + " "
         self.max_terms = max_terms
-        self.category_terms = category_terms
         # how specific a term is to few entries: the mean idf of its stems over the KB's texts
         docs = [set(_kb.tokenize(t)) for t in kb_texts]
         df: dict = {}
@@ -154,8 +153,8 @@ class QueryExpander:
         first, at most max_terms."""
         q = _norm(query)
         have = set(_kb.tokenize(q))
-        found = []                                            # (start, end, terms to add)
-        for pat, present, own in self.groups + (self.categories if self.category_terms else []):
+        found = []                                            # (spans of the mentions, terms to add)
+        for pat, present, own in self.groups + self.categories:
             spans = [m.span() for m in pat.finditer(q)]
             if spans and not own.search(q):
                 found.append((spans, present))
@@ -214,17 +213,11 @@ def _check_lexicon(lexicon) -> None:
     if not isinstance(groups, list) or not all(
             isinstance(g, list) and all(isinstance(t, str) for t in g) for g in groups):
         raise BadRequestError("lexicon['groups'] must be a list of lists of strings", param="lexicon.groups")
-    cats = lexicon.get("category_names", {})
-    if not isinstance(cats, dict) or not all(
-            isinstance(k, str) and isinstance(v, list) and all(isinstance(t, str) for t in v) for k, v in cats.items()):
-        raise BadRequestError("lexicon['category_names'] must map a category to a list of its other names",
-                              param="lexicon.category_names")
-    types = lexicon.get("product_types", {})
-    if not isinstance(types, dict) or not all(
-            isinstance(k, str) and isinstance(v, list) and all(isinstance(t, str) for t in v)
-            for k, v in types.items()):
-        raise BadRequestError("lexicon['product_types'] must map a category to a list of nouns",
-                              param="lexicon.product_types")
+    for key, what in (("category_names", "a list of its other names"), ("product_types", "a list of nouns")):
+        m = lexicon.get(key, {})
+        if not isinstance(m, dict) or not all(
+                isinstance(k, str) and isinstance(v, list) and all(isinstance(t, str) for t in v) for k, v in m.items()):
+            raise BadRequestError(f"lexicon['{key}'] must map a category to {what}", param=f"lexicon.{key}")
 
 
 def load_lexicon(lexicon) -> Optional[dict]:
@@ -236,7 +229,6 @@ def load_lexicon(lexicon) -> Optional[dict]:
     if isinstance(lexicon, (str, os.PathLike)):
         path = os.fspath(lexicon)
         if not os.path.isfile(path):
-            from ..errors import NotFoundError
             raise NotFoundError(f"lexicon file not found: {path}", param="lexicon")
         try:
             with open(path, encoding="utf-8") as f:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable, Optional, Sequence
 
 from ..errors import BadRequestError
 
@@ -73,6 +73,15 @@ def integer(obj, param: str, minimum: int = 0) -> int:
 def number(obj, param: str) -> float:
     if isinstance(obj, bool) or not isinstance(obj, (int, float)):
         raise BadRequestError(f"{param} must be a number, got {type(obj).__name__}", param=param)
+    return float(obj)
+
+
+def weight(obj, param: str, maximum: Optional[float] = None) -> float:
+    """A number >= 0 (and <= maximum when given); booleans are refused."""
+    if (isinstance(obj, bool) or not isinstance(obj, (int, float))
+            or (obj < 0 if maximum is None else not 0 <= obj <= maximum)):
+        rng = ">= 0" if maximum is None else f"in [0, {maximum:g}]"
+        raise BadRequestError(f"{param} must be a number {rng}", param=param)
     return float(obj)
 
 

@@ -190,21 +190,11 @@ class KnowledgeBase:
             raise BadRequestError("question_weight must be a number >= 0", param="question_weight")
         self.lexical_weight = float(lexical_weight)
         self.question_weight = float(question_weight)
-        if not isinstance(retriever_weight, (int, float)) or isinstance(retriever_weight, bool) or retriever_weight < 0:
-            raise BadRequestError("retriever_weight must be a number >= 0", param="retriever_weight")
-        self.retriever_weight = float(retriever_weight)
-        if (not isinstance(expansion_weight, (int, float)) or isinstance(expansion_weight, bool)
-                or not 0 <= expansion_weight <= 1):
-            raise BadRequestError("expansion_weight must be a number in [0, 1]", param="expansion_weight")
-        self.expansion_weight = float(expansion_weight)
-        if (not isinstance(category_weight, (int, float)) or isinstance(category_weight, bool)
-                or category_weight < 0):
-            raise BadRequestError("category_weight must be a number >= 0", param="category_weight")
-        self.category_weight = float(category_weight)
-        V.positive_int(rerank_k, "rerank_k")
-        if not isinstance(rerank_weight, (int, float)) or isinstance(rerank_weight, bool) or rerank_weight < 0:
-            raise BadRequestError("rerank_weight must be a number >= 0", param="rerank_weight")
-        self.rerank_k, self.rerank_weight = int(rerank_k), float(rerank_weight)
+        self.retriever_weight = V.weight(retriever_weight, "retriever_weight")
+        self.expansion_weight = V.weight(expansion_weight, "expansion_weight", maximum=1)
+        self.category_weight = V.weight(category_weight, "category_weight")
+        self.rerank_k = V.positive_int(rerank_k, "rerank_k")
+        self.rerank_weight = V.weight(rerank_weight, "rerank_weight")
         self.reranker = None
         if reranker is not None:
             from ._rerank import QuestionLikelihood
@@ -252,14 +242,14 @@ class KnowledgeBase:
     def query_vectors(self, queries: list) -> np.ndarray:
         """Embeddings of the queries as searched: the expanded query's vector,
         mixed with the plain one by expansion_weight (then re-normalised)."""
-        plain = self.embed(queries)
         if self.expander is None or self.expansion_weight == 0:
-            return plain
+            return self.embed(queries)
         expanded = [self.expand(q) for q in queries]
         if expanded == list(queries):
-            return plain
-        ex = self.embed(expanded)
-        v = (1 - self.expansion_weight) * plain + self.expansion_weight * ex
+            return self.embed(queries)
+        v = self.embed(expanded)
+        if self.expansion_weight < 1:                      # at 1 the plain vectors are not needed
+            v = (1 - self.expansion_weight) * self.embed(queries) + self.expansion_weight * v
         return (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
     @staticmethod

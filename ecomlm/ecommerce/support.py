@@ -165,11 +165,8 @@ class SupportAgent:
         V.text(customer_field, "customer_field")
         V.identity(customer_id, "customer_id")
         V.integer(seed, "seed")
-        V.integer(rerank, "rerank")
-        if rerank < 0:
-            raise BadRequestError("rerank must be >= 0 (0: no re-ranking)", param="rerank")
-        if not isinstance(rerank_weight, (int, float)) or isinstance(rerank_weight, bool) or rerank_weight < 0:
-            raise BadRequestError("rerank_weight must be a number >= 0", param="rerank_weight")
+        V.integer(rerank, "rerank")                        # >= 0; 0: no re-ranking
+        V.weight(rerank_weight, "rerank_weight")
         if not (model is None or isinstance(model, str) or hasattr(model, "chat")):
             raise BadRequestError("model must be a model name, a loaded model, or None (extractive answers)",
                                   param="model")
